@@ -1,0 +1,37 @@
+"""MLP velocity model for low-dimensional toys: v_theta(x, t) with a sinusoidal time embedding."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ACTIVATIONS = {"silu": nn.silu, "selu": nn.selu, "relu": nn.relu, "gelu": nn.gelu, "tanh": jnp.tanh}
+
+
+def sinusoidal_embedding(t: jax.Array, dim: int, max_freq: float = 100.0) -> jax.Array:
+    """[B] times in [0, 1] -> [B, dim] sin/cos features at dim/2 frequencies from 1 to max_freq.
+
+    Frequencies are kept low so that v(x, t) is smooth in t (adaptive solvers take few steps).
+    """
+    half = dim // 2
+    freqs = jnp.exp(jnp.linspace(0.0, jnp.log(max_freq), half))
+    angles = t[:, None] * freqs[None, :]
+    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+class MLP(nn.Module):
+    """x [B, ...], t [B] -> v [B, ...]; x is flattened, concatenated with t's embedding."""
+
+    hidden: Sequence[int] = (64, 64, 64)
+    time_embed_dim: int = 32
+    activation: str = "silu"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, t: jax.Array) -> jax.Array:
+        act = ACTIVATIONS[self.activation]
+        h = jnp.concatenate([x.reshape(x.shape[0], -1), t[:, None], sinusoidal_embedding(t, self.time_embed_dim)], -1)
+        for width in self.hidden:
+            h = act(nn.Dense(width)(h))
+        return nn.Dense(x[0].size)(h).reshape(x.shape)

@@ -1,0 +1,112 @@
+"""Couplings against independent references: brute force over permutations, scipy, marginals."""
+import itertools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+import scipy.optimize
+
+from flowjax import couplings
+from flowjax.couplings import assignment
+
+
+plan_fn = jax.jit(couplings.minibatch_ot.sinkhorn_plan, static_argnames="epsilon")
+
+
+def _cost(x1, x0):
+    return ((np.asarray(x1)[:, None] - np.asarray(x0)[None]) ** 2).sum(-1)
+
+
+@pytest.mark.parametrize("solver", ["ott", "scipy"])
+def test_assignment_equals_brute_force(solver):
+    rng = np.random.default_rng(0)
+    solve = jax.jit(lambda c: assignment.solve(c, solver))
+    for n in range(2, 8):
+        cost = rng.normal(size=(n, n)) ** 2
+        best = min(sum(cost[i, p[i]] for i in range(n)) for p in itertools.permutations(range(n)))
+        perm = np.asarray(solve(jnp.asarray(cost, jnp.float32)))
+        assert sorted(perm) == list(range(n))
+        np.testing.assert_allclose(cost[np.arange(n), perm].sum(), best, rtol=1e-5)
+
+
+@pytest.mark.parametrize("solver", ["ott", "scipy"])
+@pytest.mark.parametrize("d", [2, 50])
+def test_exact_ot_matches_scipy(solver, d):
+    k1, k0 = jax.random.split(jax.random.PRNGKey(d))
+    x1, x0 = jax.random.normal(k1, (64, d)) + 1.0, jax.random.normal(k0, (64, d))
+    x0p, x1p, state, info = jax.jit(lambda a, b: couplings.exact_ot(None, a, b, None, solver=solver))(x1, x0)
+    assert state is None
+    np.testing.assert_array_equal(x1p, x1)
+    # x0p is a permutation of x0: same multiset of rows
+    np.testing.assert_allclose(np.sort(np.asarray(x0p), 0), np.sort(np.asarray(x0), 0))
+    c = _cost(x1, x0)
+    r, col = scipy.optimize.linear_sum_assignment(c)
+    np.testing.assert_allclose(((np.asarray(x1p) - np.asarray(x0p)) ** 2).sum(-1).mean(), c[r, col].mean(), rtol=1e-4)
+    np.testing.assert_allclose(info["coupling/cost_after"], c[r, col].mean(), rtol=1e-4)
+    np.testing.assert_allclose(info["coupling/cost_before"], np.trace(c) / 64, rtol=1e-4)
+
+
+def test_exact_ot_under_vmap_and_images():
+    k1, k0 = jax.random.split(jax.random.PRNGKey(1))
+    x1, x0 = jax.random.normal(k1, (3, 6, 2, 2, 1)), jax.random.normal(k0, (3, 6, 2, 2, 1))
+    x0p = jax.vmap(lambda a, b: couplings.exact_ot(None, a, b, solver="scipy")[0])(x1, x0)
+    for b in range(3):
+        c = _cost(x1[b].reshape(6, -1), x0[b].reshape(6, -1))
+        r, col = scipy.optimize.linear_sum_assignment(c)
+        np.testing.assert_allclose(x0p[b], np.asarray(x0[b])[col])
+
+
+def test_sinkhorn_plan_marginals_and_limit():
+    k1, k0, ks = jax.random.split(jax.random.PRNGKey(2), 3)
+    x1, x0 = jax.random.normal(k1, (32, 2)) * 2, jax.random.normal(k0, (32, 2))
+    plan = plan_fn(x1, x0, epsilon=0.05)
+    np.testing.assert_allclose(plan.sum(0), 1 / 32, atol=1e-4)
+    np.testing.assert_allclose(plan.sum(1), 1 / 32, atol=1e-4)
+    # entropic bound: OT <= <P_eps, C> <= OT + eps * log(n) (the plan's entropy exceeds log n)
+    c = _cost(x1, x0)
+    r, col = scipy.optimize.linear_sum_assignment(c)
+    ot, cost = c[r, col].mean(), float((np.asarray(plan) * c).sum())
+    assert ot - 1e-4 <= cost <= ot + 0.05 * np.log(32)
+    # large epsilon: the plan tends to the independent coupling 1/n^2
+    wide = plan_fn(x1, x0, epsilon=1e4)
+    np.testing.assert_allclose(wide, 1 / 32**2, rtol=1e-2)
+
+
+def test_sinkhorn_pairs_drawn_from_plan():
+    k1, k0 = jax.random.split(jax.random.PRNGKey(3))
+    x1, x0 = jax.random.normal(k1, (8, 2)) * 3, jax.random.normal(k0, (8, 2))
+    plan = plan_fn(x1, x0, epsilon=2.0)
+    i, j = couplings.minibatch_ot.draw_pairs(jax.random.PRNGKey(4), plan, 40_000)
+    freq = np.zeros((8, 8))
+    np.add.at(freq, (np.asarray(i), np.asarray(j)), 1)
+    np.testing.assert_allclose(freq / freq.sum(), plan, atol=0.004)
+    # the coupling returns exactly the drawn rows
+    x0p, x1p, _, _ = jax.jit(lambda k: couplings.sinkhorn(k, x1, x0, epsilon=2.0))(jax.random.PRNGKey(5))
+    i, j = couplings.minibatch_ot.draw_pairs(jax.random.PRNGKey(5), plan, 8)
+    np.testing.assert_allclose(x1p, x1[i])
+    np.testing.assert_allclose(x0p, x0[j])
+
+
+def test_independent_is_identity():
+    x1, x0 = jnp.ones((4, 2)), jnp.zeros((4, 2))
+    x0p, x1p, state, info = couplings.independent(None, x1, x0, None)
+    np.testing.assert_array_equal(x0p, x0)
+    np.testing.assert_allclose(info["coupling/cost_after"], 2.0)
+
+
+def test_bad_inputs():
+    cfg = ml_collections.ConfigDict({"name": "hungarian", "solver": "auto", "epsilon": 0.1, "max_iterations": 10})
+    with pytest.raises(ValueError, match="coupling.name"):
+        couplings.make(cfg)
+    cfg.name, cfg.solver = "exact_ot", "lapjv"
+    with pytest.raises(ValueError, match="assignment solver"):
+        couplings.make(cfg)
+    cfg.name, cfg.epsilon = "sinkhorn", 0.0
+    with pytest.raises(ValueError, match="epsilon"):
+        couplings.make(cfg)
+    with pytest.raises(ValueError, match="same shape"):
+        couplings.exact_ot(None, jnp.ones((4, 2)), jnp.ones((5, 2)))
+    with pytest.raises(ValueError, match="square"):
+        assignment.solve(jnp.ones((3, 4)))
