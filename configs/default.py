@@ -24,7 +24,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.coupling = coupling = ml_collections.ConfigDict()
     coupling.name = "independent"  # independent | exact_ot | sinkhorn
     coupling.solver = "auto"  # exact assignment: auto (ott on TPU, scipy elsewhere) | ott | scipy
-    coupling.epsilon = 0.05  # sinkhorn entropic regularisation (absolute, on squared distances)
+    coupling.epsilon = 0.05  # sinkhorn entropic regularisation
+    coupling.relative_epsilon = "mean"  # epsilon as a fraction of the mean cost; None: absolute on squared distances
     coupling.max_iterations = 2000  # sinkhorn
 
     config.loss = loss = ml_collections.ConfigDict()

@@ -12,7 +12,7 @@ from flowjax import couplings
 from flowjax.couplings import assignment
 
 
-plan_fn = jax.jit(couplings.minibatch_ot.sinkhorn_plan, static_argnames="epsilon")
+plan_fn = jax.jit(couplings.minibatch_ot.sinkhorn_plan, static_argnames=("epsilon", "relative_epsilon"))
 
 
 def _cost(x1, x0):
@@ -74,6 +74,14 @@ def test_sinkhorn_plan_marginals_and_limit():
     np.testing.assert_allclose(wide, 1 / 32**2, rtol=1e-2)
 
 
+def test_sinkhorn_relative_epsilon_is_a_fraction_of_the_mean_cost():
+    k1, k0 = jax.random.split(jax.random.PRNGKey(6))
+    x1, x0 = jax.random.normal(k1, (16, 2)) * 3, jax.random.normal(k0, (16, 2))
+    relative = plan_fn(x1, x0, epsilon=0.1, relative_epsilon="mean")
+    absolute = plan_fn(x1, x0, epsilon=0.1 * float(_cost(x1, x0).mean()))
+    np.testing.assert_allclose(relative, absolute, atol=1e-5)
+
+
 def test_sinkhorn_pairs_drawn_from_plan():
     k1, k0 = jax.random.split(jax.random.PRNGKey(3))
     x1, x0 = jax.random.normal(k1, (8, 2)) * 3, jax.random.normal(k0, (8, 2))
@@ -83,7 +91,7 @@ def test_sinkhorn_pairs_drawn_from_plan():
     np.add.at(freq, (np.asarray(i), np.asarray(j)), 1)
     np.testing.assert_allclose(freq / freq.sum(), plan, atol=0.004)
     # the coupling returns exactly the drawn rows
-    x0p, x1p, _, _ = jax.jit(lambda k: couplings.sinkhorn(k, x1, x0, epsilon=2.0))(jax.random.PRNGKey(5))
+    x0p, x1p, _, _ = jax.jit(lambda k: couplings.sinkhorn(k, x1, x0, epsilon=2.0, relative_epsilon=None))(jax.random.PRNGKey(5))
     i, j = couplings.minibatch_ot.draw_pairs(jax.random.PRNGKey(5), plan, 8)
     np.testing.assert_allclose(x1p, x1[i])
     np.testing.assert_allclose(x0p, x0[j])
@@ -97,7 +105,8 @@ def test_independent_is_identity():
 
 
 def test_bad_inputs():
-    cfg = ml_collections.ConfigDict({"name": "hungarian", "solver": "auto", "epsilon": 0.1, "max_iterations": 10})
+    cfg = ml_collections.ConfigDict({"name": "hungarian", "solver": "auto", "epsilon": 0.1, "max_iterations": 10,
+                                  "relative_epsilon": "mean"})
     with pytest.raises(ValueError, match="coupling.name"):
         couplings.make(cfg)
     cfg.name, cfg.solver = "exact_ot", "lapjv"

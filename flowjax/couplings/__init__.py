@@ -21,7 +21,10 @@ def make(cfg) -> Couple:
     if cfg.name == "sinkhorn":
         if not cfg.epsilon > 0:
             raise ValueError(f"coupling.epsilon must be > 0 for sinkhorn, got {cfg.epsilon}.")
-        return functools.partial(sinkhorn, epsilon=cfg.epsilon, max_iterations=cfg.max_iterations)
+        if cfg.relative_epsilon not in (None, "mean", "std"):
+            raise ValueError(f"coupling.relative_epsilon must be None, 'mean' or 'std', got {cfg.relative_epsilon!r}.")
+        return functools.partial(sinkhorn, epsilon=cfg.epsilon, max_iterations=cfg.max_iterations,
+                                 relative_epsilon=cfg.relative_epsilon)
     raise ValueError(f"Unknown coupling {cfg.name!r}; choose one of {NAMES} (config field coupling.name).")
 
 
