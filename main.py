@@ -22,12 +22,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def run(config, workdir: str, mode: str, config_name: str) -> None:
-    if mode == "train":
-        state = train.train(config, workdir)
-        params, step = (state.ema_params if config.eval.use_ema else state.params), int(state.step)
-        _, apply_fn, *_, source_one, _ = train.setup(config)
-    else:
-        apply_fn, params, step, source_one = train.load_checkpoint(config, workdir)
+    exp = train.setup(config)
+    state = train.train(config, workdir, exp) if mode == "train" else train.load_checkpoint(config, workdir, exp)
+    params, step = (state.ema_params if config.eval.use_ema else state.params), int(state.step)
+    apply_fn, source_one = exp.apply_fn, exp.source_one
     if mode == "sample":
         path = evaluate.write_samples(config, workdir, apply_fn, params, source_one)
         print(f"Wrote {config.sampling.num_samples} samples ({config.sampling.solver}, NFE {config.sampling.nfe}) to {path}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import flax
 import jax
@@ -118,8 +118,8 @@ def make_batch_fn(data_fn: Callable, global_batch: int) -> Callable:
     return batch_fn
 
 
-def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Refuses a workdir that holds a run of another config; records the config on first use."""
+def check_workdir(config: ml_collections.ConfigDict, workdir: str, record: bool = True) -> None:
+    """Refuses a workdir that holds a run of another config; with ``record``, writes config.json."""
     path = os.path.join(workdir, "config.json")
     current = json.loads(config.to_json_best_effort())
     if os.path.exists(path):
@@ -137,9 +137,10 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
                 f"Workdir {workdir} holds a run of another config ({'; '.join(diffs)}). Nothing was changed. "
                 "Use a new --workdir, or the workdir's own config (its config.json) to resume it."
             )
-    os.makedirs(workdir, exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(current, f, indent=2)
+    if record:
+        os.makedirs(workdir, exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(current, f, indent=2)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -173,7 +174,19 @@ def restore_latest(mngr: ocp.CheckpointManager, template: TrainState) -> TrainSt
     return mngr.restore(step, args=ocp.args.StandardRestore(template))
 
 
-def setup(config: ml_collections.ConfigDict):
+class Experiment(NamedTuple):
+    """What a config builds: the pieces the train step closes over, and the initial state."""
+
+    model: Any
+    apply_fn: Callable
+    tx: optax.GradientTransformation
+    couple: couplings.Couple
+    data_fn: Callable
+    source_one: Callable
+    state: TrainState
+
+
+def setup(config: ml_collections.ConfigDict) -> Experiment:
     """Model, optimizer, coupling, samplers and the initial state of a config (no side effects)."""
     validate(config)
     model = models.make(config.model)
@@ -183,15 +196,15 @@ def setup(config: ml_collections.ConfigDict):
     key = jax.random.PRNGKey(config.training.seed)
     state = init_state(config, model, tx, data_fn(key, 1), jax.random.fold_in(key, 0))
     apply_fn = lambda params, x, t: model.apply({"params": params}, x, t)
-    return model, apply_fn, tx, couple, data_fn, source_one, state
+    return Experiment(model, apply_fn, tx, couple, data_fn, source_one, state)
 
 
-def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+def train(config: ml_collections.ConfigDict, workdir: str, exp: Experiment | None = None) -> TrainState:
     """Trains to training.num_steps, resuming from the workdir's latest checkpoint. Returns the state."""
     from clu import metric_writers, periodic_actions  # imports TensorFlow; keep it out of pure modules
 
     check_workdir(config, workdir)
-    _, apply_fn, tx, couple, data_fn, source_one, state = setup(config)
+    _, apply_fn, tx, couple, data_fn, source_one, state = exp or setup(config)
     mngr = checkpoint_manager(workdir, config)
     restored = restore_latest(mngr, state)
     if restored is not None:
@@ -231,14 +244,12 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     return flax.jax_utils.unreplicate(replicated)
 
 
-def load_checkpoint(config: ml_collections.ConfigDict, workdir: str):
-    """(apply_fn, params for evaluation, step, source_one) from the workdir's latest checkpoint."""
+def load_checkpoint(config: ml_collections.ConfigDict, workdir: str, exp: Experiment) -> TrainState:
+    """The workdir's latest checkpoint, refusing a workdir of another config."""
     if not os.path.isdir(os.path.join(workdir, "checkpoints")):
         raise FileNotFoundError(f"No checkpoints in {workdir}; train first with --mode=train.")
-    check_workdir(config, workdir)
-    _, apply_fn, _, _, _, source_one, state = setup(config)
-    state = restore_latest(checkpoint_manager(workdir, config), state)
+    check_workdir(config, workdir, record=False)
+    state = restore_latest(checkpoint_manager(workdir, config), exp.state)
     if state is None:
         raise FileNotFoundError(f"No checkpoint saved in {workdir}/checkpoints; train first with --mode=train.")
-    params = state.ema_params if config.eval.use_ema else state.params
-    return apply_fn, params, int(state.step), source_one
+    return state
