@@ -22,6 +22,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def run(config, workdir: str, mode: str, config_name: str) -> None:
+    evaluate.validate(config)  # before training, not after it
     exp = train.setup(config)
     state = train.train(config, workdir, exp) if mode == "train" else train.load_checkpoint(config, workdir, exp)
     params, step = (state.ema_params if config.eval.use_ema else state.params), int(state.step)

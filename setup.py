@@ -20,11 +20,13 @@ setup(
         "scipy",
         "scikit-learn",
         "matplotlib",
+        # clu's TensorBoard writer imports TensorFlow (clu does not declare it)
+        "tensorflow-cpu",
         "tensorboard",
     ],
     extras_require={
         "test": ["pytest>=7"],
-        "data": ["tensorflow-cpu", "tensorflow-datasets>=4.9", "grain"],
+        "data": ["tensorflow-datasets>=4.9", "grain"],
         "tpu": ["jax[tpu]"],
     },
 )

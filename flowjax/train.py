@@ -157,7 +157,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"Unknown loss {config.loss.name!r}; choose 'flow_matching' (config field loss.name).")
 
 
-def init_state(config: ml_collections.ConfigDict, model, tx, example_x: jax.Array, key: jax.Array) -> TrainState:
+def init_state(model, tx, example_x: jax.Array, key: jax.Array) -> TrainState:
     params = model.init(key, example_x, jnp.zeros((example_x.shape[0],)))["params"]
     return TrainState(jnp.zeros((), jnp.int32), params, params, tx.init(params), None)
 
@@ -194,7 +194,7 @@ def setup(config: ml_collections.ConfigDict) -> Experiment:
     tx = make_optimizer(config.optim, config.training.num_steps)
     data_fn, source_one = toy_samplers(config.data)
     key = jax.random.PRNGKey(config.training.seed)
-    state = init_state(config, model, tx, data_fn(key, 1), jax.random.fold_in(key, 0))
+    state = init_state(model, tx, data_fn(key, 1), jax.random.fold_in(key, 0))
     apply_fn = lambda params, x, t: model.apply({"params": params}, x, t)
     return Experiment(model, apply_fn, tx, couple, data_fn, source_one, state)
 
@@ -203,8 +203,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, exp: Experiment | Non
     """Trains to training.num_steps, resuming from the workdir's latest checkpoint. Returns the state."""
     from clu import metric_writers, periodic_actions  # imports TensorFlow; keep it out of pure modules
 
-    check_workdir(config, workdir)
     _, apply_fn, tx, couple, data_fn, source_one, state = exp or setup(config)
+    check_workdir(config, workdir)
     mngr = checkpoint_manager(workdir, config)
     restored = restore_latest(mngr, state)
     if restored is not None:
