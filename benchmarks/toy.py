@@ -18,6 +18,7 @@ import jax  # noqa: E402
 
 from configs import quickstart  # noqa: E402
 from flowjax import evaluate, train  # noqa: E402
+from flowjax.data import toy2d  # noqa: E402
 
 NAMES = {"independent": "I-CFM", "exact_ot": "OT-CFM (exact)", "sinkhorn": "OT-CFM (Sinkhorn)"}
 
@@ -26,12 +27,11 @@ def run(coupling: str, steps: int, timed: int) -> dict:
     config = quickstart.get_config()
     config.coupling.name = coupling
     config.training.num_steps = steps
-    _, apply_fn, tx, couple, data_fn, source_one, state = train.setup(config)
-    p_step = jax.pmap(train.make_train_step(config, apply_fn, tx, couple, source_one), axis_name=train.AXIS,
-                      in_axes=(0, 0, None), donate_argnums=(0,))
-    batch_fn = train.make_batch_fn(data_fn, config.training.batch_size)
+    exp = train.setup(config)
+    p_step = train.pmapped_train_step(config, exp)
+    batch_fn = train.make_batch_fn(exp.data_fn, config.training.batch_size)
     key = jax.random.PRNGKey(config.training.seed)
-    replicated = flax.jax_utils.replicate(state)
+    replicated = flax.jax_utils.replicate(exp.state)
     start = None
     for step in range(steps):
         if step == steps - timed:
@@ -42,8 +42,8 @@ def run(coupling: str, steps: int, timed: int) -> dict:
     row = {"coupling": NAMES[coupling], "steps/s": timed / (time.perf_counter() - start)}
     params = flax.jax_utils.unreplicate(replicated).ema_params
     config.eval.solvers, config.eval.nfe = ("euler",), (1, 2, 4, 8)
-    target = evaluate.toy2d.test_set(config.data.name, config.eval.num_samples, seed=config.data.test_seed)
-    rows, _ = evaluate.sweep(config, apply_fn, params, evaluate.eval_noise(config, source_one, len(target)), target)
+    target = toy2d.test_set(config.data.name, config.eval.num_samples, seed=config.data.test_seed)
+    rows, _ = evaluate.sweep(config, exp.apply_fn, params, evaluate.eval_noise(config, exp.source_one, len(target)), target)
     row.update({f"W2 NFE {r['nfe']}": r["w2"] for r in rows})
     return row
 

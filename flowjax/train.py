@@ -199,11 +199,21 @@ def setup(config: ml_collections.ConfigDict) -> Experiment:
     return Experiment(model, apply_fn, tx, couple, data_fn, source_one, state)
 
 
+def pmapped_train_step(config: ml_collections.ConfigDict, exp: Experiment) -> Callable:
+    """``(replicated state, x1 [devices, b, ...], key) -> (state, metrics)`` over the local devices.
+
+    The state argument is donated: its buffers are reused for the returned state.
+    """
+    step = make_train_step(config, exp.apply_fn, exp.tx, exp.couple, exp.source_one)
+    return jax.pmap(step, axis_name=AXIS, in_axes=(0, 0, None), donate_argnums=(0,))
+
+
 def train(config: ml_collections.ConfigDict, workdir: str, exp: Experiment | None = None) -> TrainState:
     """Trains to training.num_steps, resuming from the workdir's latest checkpoint. Returns the state."""
     from clu import metric_writers, periodic_actions  # imports TensorFlow; keep it out of pure modules
 
-    _, apply_fn, tx, couple, data_fn, source_one, state = exp or setup(config)
+    exp = exp or setup(config)
+    data_fn, state = exp.data_fn, exp.state
     check_workdir(config, workdir)
     mngr = checkpoint_manager(workdir, config)
     restored = restore_latest(mngr, state)
@@ -212,8 +222,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, exp: Experiment | Non
         logging.info("Resumed from %s at step %d.", workdir, int(state.step))
     start, num_steps = int(state.step), config.training.num_steps
 
-    p_step = jax.pmap(make_train_step(config, apply_fn, tx, couple, source_one), axis_name=AXIS,
-                      in_axes=(0, 0, None), donate_argnums=(0,))
+    p_step = pmapped_train_step(config, exp)
     key = jax.random.PRNGKey(config.training.seed)
     data_key, step_key = jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
     batch_fn = make_batch_fn(data_fn, config.training.batch_size)

@@ -27,11 +27,9 @@ def test_config_builds_and_steps(path):
     config = load(path)
     assert config.training.batch_size % 4 == 0
     config.training.batch_size = 16
-    _, apply_fn, tx, couple, data_fn, source_one, state = train.setup(config)
-    p_step = jax.pmap(train.make_train_step(config, apply_fn, tx, couple, source_one), axis_name=train.AXIS,
-                      in_axes=(0, 0, None))
-    batch = train.make_batch_fn(data_fn, 16)(jax.random.PRNGKey(0))
-    new, metrics = p_step(flax.jax_utils.replicate(state), batch, jax.random.PRNGKey(1))
+    exp = train.setup(config)
+    batch = train.make_batch_fn(exp.data_fn, 16)(jax.random.PRNGKey(0))
+    _, metrics = train.pmapped_train_step(config, exp)(flax.jax_utils.replicate(exp.state), batch, jax.random.PRNGKey(1))
     assert np.isfinite(float(metrics["loss"][0]))
     # the coupling does what the config says: OT never raises the minibatch cost
     if config.coupling.name == "exact_ot":
