@@ -26,7 +26,7 @@ def run(config, workdir: str, mode: str, config_name: str) -> None:
     exp = train.setup(config)
     state = train.train(config, workdir, exp) if mode == "train" else train.load_checkpoint(config, workdir, exp)
     params, step = (state.ema_params if config.eval.use_ema else state.params), int(state.step)
-    apply_fn, source_one = exp.apply_fn, exp.source_one
+    apply_fn, source_one = exp.velocity_fn, exp.source_one
     if mode == "sample":
         path = evaluate.write_samples(config, workdir, apply_fn, params, source_one)
         print(f"Wrote {config.sampling.num_samples} samples ({config.sampling.solver}, NFE {config.sampling.nfe}) to {path}")

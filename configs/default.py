@@ -14,6 +14,8 @@ def get_config() -> ml_collections.ConfigDict:
     data.name = "moons"  # target (t = 1): 8gaussians | moons | checkerboard | circles | normal
     data.source = "normal"  # noise (t = 0): normal, or a toy name (e.g. 8gaussians -> moons)
     data.test_seed = 12345  # fixed held-out test set, disjoint key from training draws
+    data.num_train = 0  # 0: fresh samples every step; N > 0: a fixed training set of N points, read in epochs
+    data.train_seed = 0  # the fixed training set's seed (num_train > 0)
 
     config.model = model = ml_collections.ConfigDict()
     model.name = "mlp"
@@ -22,15 +24,22 @@ def get_config() -> ml_collections.ConfigDict:
     model.activation = "silu"
 
     config.coupling = coupling = ml_collections.ConfigDict()
-    coupling.name = "independent"  # independent | exact_ot | sinkhorn
+    coupling.name = "independent"  # independent | exact_ot | sinkhorn | loom | dansm | immiscible
     coupling.solver = "auto"  # exact assignment: auto (ott on TPU, scipy elsewhere) | ott | scipy
+    coupling.scope = "device"  # exact_ot, sinkhorn, loom: match each device's minibatch, or the "global" batch
+    coupling.cost = "sqeuclidean"  # exact_ot, loom, immiscible: sqeuclidean (LOOM paper Sec. 3.1) | euclidean (LOOM code)
     coupling.epsilon = 0.05  # sinkhorn entropic regularisation
     coupling.relative_epsilon = "mean"  # epsilon as a fraction of the mean cost; None: absolute on squared distances
     coupling.max_iterations = 2000  # sinkhorn
+    coupling.num_caches = 1  # loom: noise cells per training example (Sec. 3.2)
+    coupling.reassign = True  # loom: False keeps the initial random pairing ("fixed source" ablation)
+    coupling.save_assignments = True  # loom: False draws fresh noise each step ("w/o saving" = BatchOT)
+    coupling.match_only_epochs = 0  # loom: epochs of matching before any gradient step ("train after convergence")
+    coupling.match_size = 0  # dansm, immiscible: pool size, any size (0: the global batch)
 
     config.loss = loss = ml_collections.ConfigDict()
-    loss.name = "flow_matching"
-    loss.interpolant = "linear"  # linear | gaussian_cfm | vp_cosine
+    loss.name = "flow_matching"  # flow_matching (velocity) | epsilon (DDPM noise prediction, sample with ddim)
+    loss.interpolant = "linear"  # linear | gaussian_cfm | vp_cosine | vp_linear (DDPM's linear betas)
     loss.sigma_min = 1e-4  # gaussian_cfm only
     loss.sigma = 0.0  # Gaussian perturbation of x_t (I-CFM's sigma)
     loss.time_sampler = "uniform"  # uniform | logit_normal

@@ -15,7 +15,7 @@ import matplotlib
 import ml_collections
 import numpy as np
 
-from flowjax import integrators, metrics
+from flowjax import integrators, interpolants, metrics
 from flowjax.data import toy2d
 
 matplotlib.use("Agg")
@@ -28,13 +28,17 @@ def eval_noise(config: ml_collections.ConfigDict, source_one: Callable, n: int) 
     return jax.jit(jax.vmap(source_one))(keys)
 
 
-def sample(apply_fn: Callable, params, x0: jax.Array, solver: str, nfe: int | None, tol: float = 1e-5):
-    """Integrates x0 from t=0 to 1 with v = apply_fn(params, x, t); returns (x1, nfe actually used)."""
+def sample(apply_fn: Callable, params, x0: jax.Array, solver: str, nfe: int | None, tol: float = 1e-5,
+           schedule: interpolants.Schedule | None = None):
+    """Integrates x0 from t=0 to 1 with v = apply_fn(params, x, t); returns (x1, nfe actually used).
+
+    ``schedule`` (the training path's) is needed by ``ddim`` only.
+    """
     if solver == "dopri5":
         run = lambda p, x: integrators.dopri5(lambda y, t: apply_fn(p, y, t), x, rtol=tol, atol=tol)
         x1, used = jax.jit(run)(params, x0)
         return x1, int(used)
-    solve = integrators.get(solver)
+    solve = integrators.get(solver, schedule=schedule)
     return jax.jit(lambda p, x: solve(lambda y, t: apply_fn(p, y, t), x, nfe))(params, x0), nfe
 
 
@@ -42,18 +46,24 @@ def sweep(config: ml_collections.ConfigDict, apply_fn: Callable, params, x0: jax
           target: jax.Array) -> tuple[list, dict]:
     """Rows of {"solver", "nfe", "w2"} for each valid (solver, nfe), plus the samples by row label."""
     rows, samples = [], {}
+    sched = path_schedule(config)
     for solver in config.eval.solvers:
         nfes = [None] if solver == "dopri5" else [n for n in config.eval.nfe if integrators.valid_nfe(solver, n)]
         for nfe in nfes:
-            x1, used = sample(apply_fn, params, x0, solver, nfe, config.eval.dopri5_tol)
+            x1, used = sample(apply_fn, params, x0, solver, nfe, config.eval.dopri5_tol, sched)
             rows.append({"solver": solver, "nfe": used, "w2": float(metrics.w2(x1, target))})
             samples[f"{solver} NFE={used}"] = np.asarray(x1)
     return rows, samples
 
 
+def path_schedule(config: ml_collections.ConfigDict) -> interpolants.Schedule:
+    """Coefficients (alpha, sigma) of the training path, for path-aware solvers (ddim)."""
+    return interpolants.schedule(config.loss.interpolant, config.loss.sigma_min)
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     for solver in config.eval.solvers:
-        integrators.get(solver)
+        integrators.get(solver, schedule=path_schedule(config))
     for nfe in config.eval.nfe:
         if not isinstance(nfe, int) or nfe < 1:
             raise ValueError(f"eval.nfe entries must be positive integers, got {nfe!r} in {tuple(config.eval.nfe)}.")
@@ -131,7 +141,7 @@ def write_samples(config: ml_collections.ConfigDict, workdir: str, apply_fn: Cal
     s = config.sampling
     keys = jax.random.split(jax.random.PRNGKey(s.seed), s.num_samples)
     x0 = jax.jit(jax.vmap(source_one))(keys)
-    x1, used = sample(apply_fn, params, x0, s.solver, s.nfe, config.eval.dopri5_tol)
+    x1, used = sample(apply_fn, params, x0, s.solver, s.nfe, config.eval.dopri5_tol, path_schedule(config))
     out = os.path.join(workdir, "eval")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, f"samples_{s.solver}_{used}.npz")

@@ -7,16 +7,22 @@ Fixed-step solvers (`euler`, `midpoint`, `heun`, `rk4`) take ``nfe``, a static P
 the exact number of velocity evaluations: ``nfe / stages(name)`` uniform steps, each a
 ``jax.lax.scan`` iteration that calls ``velocity_fn`` exactly ``stages(name)`` times.
 `dopri5` is adaptive (``jax.lax.while_loop``) and returns the number of evaluations it used.
+`ddim` (deterministic DDIM, one evaluation per step) also needs the path's coefficients
+(an `interpolants.Schedule`), so it is listed apart in ``SCHEDULE_SOLVERS`` and ``get`` hands it
+out only with a schedule.
 All solvers are pure and jittable once ``velocity_fn``, ``nfe``, ``max_steps`` and
 ``return_path`` are fixed (e.g. ``jax.jit(lambda x: rk4(v, x, 8))``).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from flowjax import interpolants, predictions
 
 VelocityFn = Callable[[jax.Array, jax.Array], jax.Array]
 # f(x, t) with a scalar t: a velocity function whose time has been broadcast to the batch.
@@ -26,6 +32,7 @@ _Step = Callable[[_Field, jax.Array, jax.Array, jax.Array], jax.Array]
 FIXED_STEP = ("euler", "midpoint", "heun", "rk4")
 ADAPTIVE = ("dopri5",)
 NAMES = FIXED_STEP + ADAPTIVE
+SCHEDULE_SOLVERS = ("ddim",)  # fixed-step solvers that also need the path's Schedule
 
 _STAGES = (1, 2, 2, 4)  # velocity evaluations per step, aligned with FIXED_STEP
 
@@ -37,16 +44,20 @@ _STAGES = (1, 2, 2, 4)  # velocity evaluations per step, aligned with FIXED_STEP
 
 def _check_name(name: str) -> None:
     """Raises ValueError unless ``name`` is a known solver."""
-    if name not in NAMES:
-        raise ValueError(f"Unknown ODE solver {name!r}; choose one of {NAMES}.")
+    if name not in NAMES + SCHEDULE_SOLVERS:
+        raise ValueError(
+            f"Unknown ODE solver {name!r}; choose one of {NAMES + SCHEDULE_SOLVERS} (config field eval.solvers)."
+        )
 
 
 def stages(name: str) -> int:
-    """Velocity evaluations per step of the fixed-step solver ``name`` (euler 1, midpoint 2, heun 2, rk4 4).
+    """Velocity evaluations per step of the fixed-step solver ``name`` (euler 1, midpoint 2, heun 2, rk4 4, ddim 1).
 
     Raises ValueError for an unknown name and for ``dopri5``, whose evaluation count is adaptive.
     """
     _check_name(name)
+    if name in SCHEDULE_SOLVERS:
+        return 1
     if name not in FIXED_STEP:
         raise ValueError(
             f"{name} is adaptive: it has no fixed evaluations per step; stages() covers {FIXED_STEP}."
@@ -62,7 +73,7 @@ def valid_nfe(name: str, nfe: int) -> bool:
     Raises ValueError for an unknown solver name.
     """
     _check_name(name)
-    if name not in FIXED_STEP:
+    if name in ADAPTIVE:
         return False
     if isinstance(nfe, bool) or not isinstance(nfe, (int, np.integer)):
         return False
@@ -243,6 +254,48 @@ def rk4(
     return _fixed_step("rk4", _rk4_step, velocity_fn, x0, nfe, t0, t1, return_path)
 
 
+def ddim(
+    velocity_fn: VelocityFn,
+    x0: jax.Array,
+    nfe: int,
+    *,
+    schedule: interpolants.Schedule,
+    t0: float = 0.0,
+    t1: float = 1.0,
+    return_path: bool = False,
+) -> jax.Array | tuple[jax.Array, jax.Array]:
+    """Deterministic DDIM (eta = 0; Song, Meng & Ermon 2021, Eq. 12) with ``nfe`` uniform steps.
+
+    On the path x_t = alpha(t) x1 + sigma(t) x0 of ``schedule``, a step from t to t' recovers
+    (x1_hat, x0_hat) = `predictions.denoise`(velocity_fn, schedule)(x, t) and moves to
+    x' = alpha(t') x1_hat + sigma(t') x0_hat, one velocity evaluation per step; the last step
+    lands exactly on t1. An epsilon network goes in through `predictions.to_velocity`. On the
+    linear path DDIM is `euler`. Evaluations are at t0 + i (t1 - t0) / nfe, i < nfe, so the
+    singular end of vp_linear (t = 1) is only reached as the target, never evaluated, when t1 = 1.
+
+    Returns x at t1, shape [B, ...]; with ``return_path`` also the grid states,
+    shape [nfe + 1, B, ...]. ValueError if nfe < 1.
+    """
+    n_steps = _num_steps("ddim", nfe)
+    x0 = _as_float(x0)
+    dtype = x0.dtype
+    denoiser = predictions.denoise(_batched_time(velocity_fn, x0), schedule)
+    t0 = jnp.asarray(t0, dtype)
+    t1 = jnp.asarray(t1, dtype)
+    h = (t1 - t0) / n_steps
+
+    def body(x: jax.Array, i: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+        x1_hat, x0_hat = denoiser(x, t0 + i * h)
+        t_next = jnp.where(i + 1 == n_steps, t1, t0 + (i + 1) * h)
+        x_next = (schedule.alpha(t_next) * x1_hat + schedule.sigma(t_next) * x0_hat).astype(dtype)
+        return x_next, (x_next if return_path else None)
+
+    x1, xs = jax.lax.scan(body, x0, jnp.arange(n_steps, dtype=dtype))
+    if return_path:
+        return x1, jnp.concatenate([x0[None], xs], axis=0)
+    return x1
+
+
 # --------------------------------------------------------------------------------------------
 # Adaptive Dormand-Prince 5(4)
 # --------------------------------------------------------------------------------------------
@@ -403,7 +456,21 @@ def dopri5(
     return x1, nfe, ts, path
 
 
-def get(name: str) -> Callable[..., Any]:
-    """The solver called ``name`` (one of ``NAMES``); ValueError listing the valid names otherwise."""
+def get(name: str, schedule: interpolants.Schedule | None = None) -> Callable[..., Any]:
+    """The solver called ``name`` (config field ``eval.solvers``); ValueError listing the valid names otherwise.
+
+    A name in ``SCHEDULE_SOLVERS`` (``"ddim"``) needs the path's ``schedule``
+    (``interpolants.schedule(config.loss.interpolant)``) and comes back with it bound, so it has
+    the usual ``(velocity_fn, x0, nfe, **kw)`` signature; ``get("ddim")`` without one raises
+    ValueError. Solvers of ``NAMES`` do not use a schedule and ignore it, so a sweep may pass the
+    schedule for every name.
+    """
     _check_name(name)
+    if name in SCHEDULE_SOLVERS:
+        if schedule is None:
+            raise ValueError(
+                f"Solver {name!r} (config field eval.solvers) needs the path's schedule: "
+                f"integrators.get({name!r}, schedule=interpolants.schedule(config.loss.interpolant))."
+            )
+        return functools.partial(ddim, schedule=schedule)
     return (euler, midpoint, heun, rk4, dopri5)[NAMES.index(name)]

@@ -1,6 +1,7 @@
-"""Pure flow-matching losses and time samplers.
+"""Pure flow-matching and diffusion losses, and time samplers.
 
-The velocity model has the call shape ``apply_fn(params, x, t) -> v`` with t of shape [B].
+The model has the call shape ``apply_fn(params, x, t) -> output`` with t of shape [B]: a velocity
+for `flow_matching_loss`, a noise prediction for `epsilon_loss` (DDPM's simple loss).
 """
 from __future__ import annotations
 
@@ -63,6 +64,38 @@ def flow_matching_loss(
             raise ValueError("flow_matching_loss with sigma > 0 needs `noise` (standard normal, shape of x0).")
         xt = xt + sigma * noise
     err = jnp.mean(jnp.square(apply_fn(params, xt, t) - target).reshape(x0.shape[0], -1), axis=1)
+    if weight_fn is not None:
+        err = err * weight_fn(t)
+    return jnp.mean(err)
+
+
+def epsilon_loss(
+    apply_fn: Callable[..., jax.Array],
+    params: Any,
+    x0: jax.Array,
+    x1: jax.Array,
+    t: jax.Array,
+    *,
+    schedule: interpolants.Schedule,
+    weight_fn: Callable[[jax.Array], jax.Array] | None = None,
+) -> jax.Array:
+    """DDPM's simple loss (Ho et al. 2020, Eq. 14): E_t w(t) ||eps_theta(x_t, t) - x0||^2, mean over features.
+
+    x_t = alpha(t) x1 + sigma(t) x0 with (alpha, sigma) = ``schedule``; the noise x0 is the
+    target and is already paired with the data x1 by a coupling, so every coupling applies to
+    diffusion models too (DANSM, Sec. 5 Table 4). t is in flowjax's convention (t = 0 noise): with
+    ``interpolants.schedule("vp_linear")`` DDPM's step k is t = (999 - k) / 1000.
+    Per-example means over features are averaged over the batch, as in `flow_matching_loss`;
+    ``weight_fn(t) -> [B]`` optionally reweights the time steps.
+    """
+    if x0.shape != x1.shape:
+        raise ValueError(f"noise x0 {x0.shape} and data x1 {x1.shape} must have the same shape.")
+    if t.shape != x0.shape[:1]:
+        raise ValueError(f"t {t.shape} must have shape [B] = {x0.shape[:1]} (one time per example).")
+    t = jnp.asarray(t, x0.dtype)
+    bcast = lambda c: jnp.reshape(c, c.shape + (1,) * (x0.ndim - 1))
+    xt = bcast(schedule.alpha(t)) * x1 + bcast(schedule.sigma(t)) * x0
+    err = jnp.mean(jnp.square(apply_fn(params, xt, t) - x0).reshape(x0.shape[0], -1), axis=1)
     if weight_fn is not None:
         err = err * weight_fn(t)
     return jnp.mean(err)

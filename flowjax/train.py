@@ -6,7 +6,11 @@ Adam with warm-up and clipping, orbax checkpoints (resumed automatically), clu w
 
 Randomness is device-count invariant: the noise and the time of example j of a global batch
 are drawn from ``fold_in(step_key, j)``, so the same global batch gives the same loss and
-gradient on 1 or N devices (for couplings that do not mix examples across devices).
+gradient on 1 or N devices (for couplings solved per device, up to how the batch is split:
+``coupling.scope="global"`` and the pool couplings match the whole global batch).
+
+The data of each step come from `data.stream`: fresh draws, or an epoch-wise shuffled batch of a
+fixed training set (``data.num_train``), which LOOM-CFM's assignment state indexes.
 """
 from __future__ import annotations
 
@@ -24,10 +28,12 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax import lax
 
-from flowjax import couplings, interpolants, losses, models
-from flowjax.data import toy2d
+from flowjax import couplings, interpolants, losses, models, predictions
+from flowjax.data import stream, toy2d
 
 AXIS = "batch"
+# What the network predicts for each loss.name: a velocity (flow matching) or the noise (DDPM's epsilon loss).
+PREDICTION = {"flow_matching": "velocity", "epsilon": "epsilon"}
 # Config entries that define what a workdir's run is; the rest (num_steps, eval, logging) may change on resume.
 RUN_IDENTITY = ("data", "model", "coupling", "loss", "optim", "training.seed", "training.batch_size", "training.ema_decay")
 
@@ -67,24 +73,33 @@ def toy_samplers(cfg: ml_collections.ConfigDict) -> tuple[Callable, Callable]:
 
 
 def make_train_step(config: ml_collections.ConfigDict, apply_fn: Callable, tx: optax.GradientTransformation,
-                    couple: couplings.Couple, source_one: Callable) -> Callable:
-    """Per-device step ``(state, x1 [b, ...], key) -> (state, metrics)``; run it under pmap(axis 'batch')."""
+                    couple: Callable, source_one: Callable, match_only_steps: int = 0) -> Callable:
+    """Per-device step ``(state, batch, key) -> (state, metrics)``; run it under pmap(axis 'batch').
+
+    ``batch``: {"x1": [b, ...] data, "index": [b] training-set indices (-1 for a fresh stream)}, and
+    "x0" [b, ...] when the input stream has already paired the noise (pool couplings).
+    ``couple(key, x1, x0, coupling_state, index)`` is `couplings.Coupling.couple`. During the first
+    ``match_only_steps`` steps only the coupling state changes (LOOM's "train after convergence").
+    """
     interp = interpolants.get(config.loss.interpolant, config.loss.sigma_min)
+    sched = interpolants.schedule(config.loss.interpolant, config.loss.sigma_min)
     sample_t = losses.get_time_sampler(config.loss.time_sampler, config.loss.time_mean, config.loss.time_std)
     sigma, decay = config.loss.sigma, config.training.ema_decay
 
-    def step(state: TrainState, x1: jax.Array, key: jax.Array):
+    def step(state: TrainState, batch: dict, key: jax.Array):
+        x1 = batch["x1"]
         b = x1.shape[0]
-        device = lax.axis_index(AXIS)
-        index = device * b + jnp.arange(b)  # position in the global batch
+        position = lax.axis_index(AXIS) * b + jnp.arange(b)  # position in the global batch
         k_src, k_t, k_sig, k_cpl = jax.random.split(key, 4)
-        per_example = lambda k: jax.vmap(jax.random.fold_in, (None, 0))(k, index)
-        x0 = jax.vmap(source_one)(per_example(k_src))
+        per_example = lambda k: jax.vmap(jax.random.fold_in, (None, 0))(k, position)
+        x0 = batch["x0"] if "x0" in batch else jax.vmap(source_one)(per_example(k_src))
         t = jax.vmap(lambda k: sample_t(k, 1)[0])(per_example(k_t))
         noise = jax.vmap(lambda k: jax.random.normal(k, x1.shape[1:]))(per_example(k_sig)) if sigma > 0 else None
-        x0, x1, coupling_state, info = couple(jax.random.fold_in(k_cpl, device), x1, x0, state.coupling_state)
+        x0, x1, coupling_state, info = couple(k_cpl, x1, x0, state.coupling_state, batch["index"])
 
         def loss_fn(params):
+            if config.loss.name == "epsilon":
+                return losses.epsilon_loss(apply_fn, params, x0, x1, t, schedule=sched)
             return losses.flow_matching_loss(apply_fn, params, x0, x1, t, interpolant=interp, sigma=sigma, noise=noise)
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
@@ -94,6 +109,11 @@ def make_train_step(config: ml_collections.ConfigDict, apply_fn: Callable, tx: o
         # EMA warm-up (as TF's ExponentialMovingAverage with num_updates): early averages forget the init.
         rate = jnp.minimum(decay, (1.0 + state.step) / (10.0 + state.step))
         ema = optax.incremental_update(params, state.ema_params, 1.0 - rate)
+        if match_only_steps:
+            keep = state.step < match_only_steps
+            params, opt_state, ema = jax.tree.map(lambda old, new: jnp.where(keep, old, new),
+                                                  (state.params, state.opt_state, state.ema_params),
+                                                  (params, opt_state, ema))
         metrics = lax.pmean({"loss": loss, "grad_norm": optax.global_norm(grads), **info}, AXIS)
         new_state = TrainState(state.step + 1, params, ema, opt_state, coupling_state)
         return new_state, metrics
@@ -101,19 +121,42 @@ def make_train_step(config: ml_collections.ConfigDict, apply_fn: Callable, tx: o
     return step
 
 
-def make_batch_fn(data_fn: Callable, global_batch: int) -> Callable:
-    """key -> this process's share of the global batch, shaped [local devices, per-device batch, ...].
+def make_batch_fn(config: ml_collections.ConfigDict, exp: "Experiment") -> Callable:
+    """step -> (this process's share of the global batch as [local devices, b, ...] arrays, pool info).
 
-    The whole global batch is drawn from the key and sliced, so the data order does not depend on
-    the number of processes or devices.
+    The global batch of a step is a pure function of (training.seed, step): fresh draws from the
+    data sampler (data.num_train = 0) or an epoch-wise shuffled batch of the fixed training set.
+    It is drawn whole and sliced, so the data order does not depend on the number of devices.
     """
+    global_batch = config.training.batch_size
+    key = jax.random.fold_in(jax.random.PRNGKey(config.training.seed), 1)
+    if exp.train_x is not None:
+        train_x = exp.train_x
+
+        @jax.jit
+        def global_at(step):
+            index = stream.batch_indices(key, train_x.shape[0], global_batch, step)
+            return train_x[index], index
+    else:
+        @jax.jit
+        def global_at(step):
+            return exp.data_fn(jax.random.fold_in(key, step), global_batch), jnp.full((global_batch,), -1, jnp.int32)
+
+    pools = None
+    if exp.coupling.pool_match is not None:
+        pools = stream.PoolStream(lambda s: global_at(s)[0], global_batch, config.coupling.match_size or global_batch,
+                                  exp.coupling.pool_match, exp.source_one,
+                                  jax.random.fold_in(jax.random.PRNGKey(config.training.seed), 4))
     ndev, local = jax.local_device_count(), global_batch // jax.process_count()
     offset = jax.process_index() * local
+    shard = lambda a: a[offset:offset + local].reshape((ndev, local // ndev) + a.shape[1:])
 
-    @jax.jit
-    def batch_fn(key):
-        x1 = data_fn(key, global_batch)[offset:offset + local]
-        return x1.reshape((ndev, local // ndev) + x1.shape[1:])
+    def batch_fn(step: int) -> tuple[dict, dict]:
+        x1, index = global_at(step)
+        batch, info = {"x1": x1, "index": index}, {}
+        if pools is not None:
+            _, batch["x0"], info = pools(step)
+        return jax.tree.map(shard, batch), info
 
     return batch_fn
 
@@ -153,8 +196,28 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     if config.training.num_steps < 0:
         raise ValueError(f"training.num_steps must be >= 0, got {config.training.num_steps}.")
-    if config.loss.name != "flow_matching":
-        raise ValueError(f"Unknown loss {config.loss.name!r}; choose 'flow_matching' (config field loss.name).")
+    if config.loss.name not in PREDICTION:
+        raise ValueError(f"Unknown loss {config.loss.name!r}; choose one of {tuple(PREDICTION)} (config field loss.name).")
+    interpolants.get(config.loss.interpolant)
+    if config.loss.name == "epsilon" and config.loss.sigma:
+        raise ValueError("loss.sigma perturbs flow matching's x_t; set it to 0 with loss.name='epsilon'.")
+    num_train = config.data.num_train
+    if num_train < 0:
+        raise ValueError(f"data.num_train must be >= 0 (0: fresh samples every step), got {num_train}.")
+    if num_train:
+        stream.steps_per_epoch(num_train, config.training.batch_size)
+    elif config.coupling.name == "loom" and config.coupling.save_assignments:
+        raise ValueError("coupling.name='loom' assigns noise to a fixed training set: set data.num_train "
+                         "(e.g. --config.data.num_train=10000).")
+    if config.coupling.match_only_epochs and not num_train:
+        raise ValueError("coupling.match_only_epochs counts epochs of a fixed training set: set data.num_train.")
+
+
+def match_only_steps(config: ml_collections.ConfigDict) -> int:
+    """Steps at the start that update only the coupling (coupling.match_only_epochs whole epochs)."""
+    if not config.coupling.match_only_epochs:
+        return 0
+    return config.coupling.match_only_epochs * stream.steps_per_epoch(config.data.num_train, config.training.batch_size)
 
 
 def init_state(model, tx, example_x: jax.Array, key: jax.Array) -> TrainState:
@@ -178,11 +241,13 @@ class Experiment(NamedTuple):
     """What a config builds: the pieces the train step closes over, and the initial state."""
 
     model: Any
-    apply_fn: Callable
+    apply_fn: Callable  # the network: (params, x, t) -> its output (a velocity or a noise prediction)
+    velocity_fn: Callable  # (params, x, t) -> the velocity of the learned ODE, what samplers integrate
     tx: optax.GradientTransformation
-    couple: couplings.Couple
+    coupling: couplings.Coupling
     data_fn: Callable
     source_one: Callable
+    train_x: jax.Array | None  # the fixed training set [num_train, ...], or None for fresh draws
     state: TrainState
 
 
@@ -190,21 +255,27 @@ def setup(config: ml_collections.ConfigDict) -> Experiment:
     """Model, optimizer, coupling, samplers and the initial state of a config (no side effects)."""
     validate(config)
     model = models.make(config.model)
-    couple = couplings.make(config.coupling)
     tx = make_optimizer(config.optim, config.training.num_steps)
     data_fn, source_one = toy_samplers(config.data)
+    coupling = couplings.make(config.coupling, axis_name=AXIS, source_one=source_one)
+    num_train = config.data.num_train
+    train_x = toy2d.train_set(config.data.name, num_train, seed=config.data.train_seed) if num_train else None
     key = jax.random.PRNGKey(config.training.seed)
     state = init_state(model, tx, data_fn(key, 1), jax.random.fold_in(key, 0))
+    state = state.replace(coupling_state=coupling.init_state(jax.random.fold_in(key, 3), num_train))
     apply_fn = lambda params, x, t: model.apply({"params": params}, x, t)
-    return Experiment(model, apply_fn, tx, couple, data_fn, source_one, state)
+    sched = interpolants.schedule(config.loss.interpolant, config.loss.sigma_min)
+    prediction = PREDICTION[config.loss.name]
+    velocity_fn = lambda params, x, t: predictions.to_velocity(lambda y, s: apply_fn(params, y, s), prediction, sched)(x, t)
+    return Experiment(model, apply_fn, velocity_fn, tx, coupling, data_fn, source_one, train_x, state)
 
 
 def pmapped_train_step(config: ml_collections.ConfigDict, exp: Experiment) -> Callable:
-    """``(replicated state, x1 [devices, b, ...], key) -> (state, metrics)`` over the local devices.
+    """``(replicated state, batch of [devices, b, ...] arrays, key) -> (state, metrics)`` over the local devices.
 
     The state argument is donated: its buffers are reused for the returned state.
     """
-    step = make_train_step(config, exp.apply_fn, exp.tx, exp.couple, exp.source_one)
+    step = make_train_step(config, exp.apply_fn, exp.tx, exp.coupling.couple, exp.source_one, match_only_steps(config))
     return jax.pmap(step, axis_name=AXIS, in_axes=(0, 0, None), donate_argnums=(0,))
 
 
@@ -213,7 +284,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, exp: Experiment | Non
     from clu import metric_writers, periodic_actions  # imports TensorFlow; keep it out of pure modules
 
     exp = exp or setup(config)
-    data_fn, state = exp.data_fn, exp.state
+    state = exp.state
     check_workdir(config, workdir)
     mngr = checkpoint_manager(workdir, config)
     restored = restore_latest(mngr, state)
@@ -224,21 +295,22 @@ def train(config: ml_collections.ConfigDict, workdir: str, exp: Experiment | Non
 
     p_step = pmapped_train_step(config, exp)
     key = jax.random.PRNGKey(config.training.seed)
-    data_key, step_key = jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
-    batch_fn = make_batch_fn(data_fn, config.training.batch_size)
+    step_key = jax.random.fold_in(key, 2)
+    batch_fn = make_batch_fn(config, exp)
     writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
     progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
                                                every_steps=config.training.log_every)
     replicated = flax.jax_utils.replicate(state)
     for step in range(start, num_steps):
-        x1 = batch_fn(jax.random.fold_in(data_key, step))
-        replicated, metrics = p_step(replicated, x1, jax.random.fold_in(step_key, step))
+        batch, pool_info = batch_fn(step)
+        replicated, metrics = p_step(replicated, batch, jax.random.fold_in(step_key, step))
         done = step + 1
         progress(done)
         log_now = done % config.training.log_every == 0
         save_now = done % config.training.checkpoint_every == 0 or done == num_steps
         if log_now or save_now:
             scalars = {k: float(v) for k, v in jax.device_get(flax.jax_utils.unreplicate(metrics)).items()}
+            scalars.update(pool_info)
             if not np.isfinite(scalars["loss"]):
                 raise FloatingPointError(
                     f"Loss is {scalars['loss']} at step {done}; not saved. The last good checkpoint "

@@ -28,7 +28,7 @@ def test_config_builds_and_steps(path):
     assert config.training.batch_size % 4 == 0
     config.training.batch_size = 16
     exp = train.setup(config)
-    batch = train.make_batch_fn(exp.data_fn, 16)(jax.random.PRNGKey(0))
+    batch, _ = train.make_batch_fn(config, exp)(0)
     _, metrics = train.pmapped_train_step(config, exp)(flax.jax_utils.replicate(exp.state), batch, jax.random.PRNGKey(1))
     assert np.isfinite(float(metrics["loss"][0]))
     # the coupling does what the config says: OT never raises the minibatch cost

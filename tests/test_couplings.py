@@ -3,11 +3,11 @@ import itertools
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 import scipy.optimize
 
+from configs import default
 from flowjax import couplings
 from flowjax.couplings import assignment
 
@@ -105,17 +105,43 @@ def test_independent_is_identity():
 
 
 def test_bad_inputs():
-    cfg = ml_collections.ConfigDict({"name": "hungarian", "solver": "auto", "epsilon": 0.1, "max_iterations": 10,
-                                  "relative_epsilon": "mean"})
+    cfg = default.get_config().coupling
+    cfg.name, cfg.epsilon = "hungarian", 0.1
     with pytest.raises(ValueError, match="coupling.name"):
         couplings.make(cfg)
     cfg.name, cfg.solver = "exact_ot", "lapjv"
     with pytest.raises(ValueError, match="assignment solver"):
         couplings.make(cfg)
-    cfg.name, cfg.epsilon = "sinkhorn", 0.0
+    cfg.name, cfg.solver, cfg.epsilon = "sinkhorn", "auto", 0.0
     with pytest.raises(ValueError, match="epsilon"):
         couplings.make(cfg)
+    cfg.name = "loom"
+    with pytest.raises(ValueError, match="source_one"):
+        couplings.make(cfg)
+    cfg.num_caches = 0
+    with pytest.raises(ValueError, match="num_caches"):
+        couplings.make(cfg, source_one=lambda k: k)
     with pytest.raises(ValueError, match="same shape"):
         couplings.exact_ot(None, jnp.ones((4, 2)), jnp.ones((5, 2)))
     with pytest.raises(ValueError, match="square"):
         assignment.solve(jnp.ones((3, 4)))
+
+
+@pytest.mark.parametrize("name", ["exact_ot", "sinkhorn"])
+def test_global_scope_on_4_devices_equals_one_coupling_of_the_whole_batch(name):
+    couple = {"exact_ot": lambda k, a, b, s: couplings.exact_ot(k, a, b, s, solver="scipy"),
+              "sinkhorn": couplings.sinkhorn}[name]
+    k1, k0, key = jax.random.split(jax.random.PRNGKey(3), 3)
+    x1, x0 = jax.random.normal(k1, (32, 2)) + 2.0, jax.random.normal(k0, (32, 2))
+    x0_ref, x1_ref, _, _ = jax.jit(couple)(key, x1, x0, None)
+    scoped = couplings.with_scope(couple, "global", "batch")
+    run = jax.pmap(lambda a, b, k: scoped(k, a, b, None)[:2], axis_name="batch", in_axes=(0, 0, None))
+    x0_4, x1_4 = run(x1.reshape(4, 8, 2), x0.reshape(4, 8, 2), key)
+    np.testing.assert_allclose(x0_4.reshape(32, 2), x0_ref, rtol=1e-6)
+    np.testing.assert_allclose(x1_4.reshape(32, 2), x1_ref, rtol=1e-6)
+    # The device scope solves 4 separate problems: a costlier pairing than the global optimum.
+    local = jax.pmap(lambda a, b, k: couplings.with_scope(couple, "device", "batch")(k, a, b, None)[0],
+                     axis_name="batch", in_axes=(0, 0, None))(x1.reshape(4, 8, 2), x0.reshape(4, 8, 2), key)
+    if name == "exact_ot":
+        cost = lambda a: float(jnp.sum((x1 - a.reshape(32, 2)) ** 2))
+        assert cost(x0_4) < cost(local)

@@ -36,16 +36,17 @@ def tiny_config(**overrides):
 def test_pmap_step_matches_single_device_gradient():
     assert jax.device_count() == 4
     config = tiny_config(**{"coupling.name": "independent", "loss.sigma": 0.1})
-    model, apply_fn, _, couple, data_fn, source_one, state = train.setup(config)
+    exp = train.setup(config)
     tx = optax.sgd(1.0)  # params_new = params - grad: the update *is* the gradient
-    state = state.replace(opt_state=tx.init(state.params))
-    step = train.make_train_step(config, apply_fn, tx, couple, source_one)
-    x1 = data_fn(jax.random.PRNGKey(5), 16)
+    state = exp.state.replace(opt_state=tx.init(exp.state.params))
+    step = train.make_train_step(config, exp.apply_fn, tx, exp.coupling.couple, exp.source_one)
+    x1 = exp.data_fn(jax.random.PRNGKey(5), 16)
     key = jax.random.PRNGKey(7)
     results = []
     for ndev in (1, 4):
         p_step = jax.pmap(step, axis_name=train.AXIS, in_axes=(0, 0, None), devices=jax.devices()[:ndev])
-        new, metrics = p_step(flax.jax_utils.replicate(state, jax.devices()[:ndev]), x1.reshape(ndev, 16 // ndev, 2), key)
+        batch = {"x1": x1.reshape(ndev, 16 // ndev, 2), "index": -np.ones((ndev, 16 // ndev), np.int32)}
+        new, metrics = p_step(flax.jax_utils.replicate(state, jax.devices()[:ndev]), batch, key)
         grad = jax.tree.map(lambda a, b: a - b[0], state.params, new.params)
         results.append((grad, metrics["loss"][0]))
     (g1, l1), (g4, l4) = results
@@ -59,15 +60,40 @@ def _params(state):
     return jax.tree.leaves(state.params) + jax.tree.leaves(state.ema_params)
 
 
-def test_resume_equals_uninterrupted(tmp_path):
-    straight = train.train(tiny_config(), str(tmp_path / "a"))
-    train.train(tiny_config(**{"training.num_steps": 20}), str(tmp_path / "b"))
-    resumed = train.train(tiny_config(), str(tmp_path / "b"))
+LOOM = {"coupling.name": "loom", "coupling.num_caches": 2, "data.num_train": 64}
+DANSM = {"coupling.name": "dansm", "coupling.match_size": 40, "data.num_train": 64}
+
+
+@pytest.mark.parametrize("overrides", [{}, LOOM, DANSM], ids=["exact_ot", "loom", "dansm"])
+def test_resume_equals_uninterrupted(tmp_path, overrides):
+    """20 steps, stop, resume to 40 == 40 straight: parameters and coupling state (LOOM's seeds), bit for bit."""
+    straight = train.train(tiny_config(**overrides), str(tmp_path / "a"))
+    train.train(tiny_config(**overrides, **{"training.num_steps": 20}), str(tmp_path / "b"))
+    resumed = train.train(tiny_config(**overrides), str(tmp_path / "b"))
     assert int(straight.step) == int(resumed.step) == 40
     for a, b in zip(_params(straight), _params(resumed)):
         np.testing.assert_array_equal(a, b)
-    short = train.train(tiny_config(**{"training.num_steps": 20}), str(tmp_path / "c"))
+    for a, b in zip(jax.tree.leaves(straight.coupling_state), jax.tree.leaves(resumed.coupling_state)):
+        np.testing.assert_array_equal(a, b)
+    if overrides is LOOM:
+        initial = train.setup(tiny_config(**overrides)).state.coupling_state["seeds"]
+        assert not np.array_equal(straight.coupling_state["seeds"], initial)
+    short = train.train(tiny_config(**overrides, **{"training.num_steps": 20}), str(tmp_path / "c"))
     assert any(not np.allclose(a, b) for a, b in zip(_params(short), _params(straight)))
+
+
+def test_loom_match_only_epochs_moves_the_coupling_not_the_model():
+    config = tiny_config(**LOOM, **{"coupling.match_only_epochs": 2, "training.num_steps": 9, "optim.warmup_steps": 0})
+    exp = train.setup(config)
+    p_step, batch_fn = train.pmapped_train_step(config, exp), train.make_batch_fn(config, exp)
+    state = flax.jax_utils.replicate(exp.state)
+    params = [exp.state.params]
+    for step in range(9):  # 64 // 16 = 4 steps per epoch: steps 0-7 only match
+        state, metrics = p_step(state, batch_fn(step)[0], jax.random.PRNGKey(step))
+        params.append(flax.jax_utils.unreplicate(state).params)
+    same = [all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params[0]), jax.tree.leaves(p))) for p in params]
+    assert same == [True] * 9 + [False]
+    assert not np.array_equal(flax.jax_utils.unreplicate(state).coupling_state["seeds"], exp.state.coupling_state["seeds"])
 
 
 def _snapshot(workdir):
@@ -104,6 +130,11 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
     ({"training.batch_size": 18}, "multiple of the 4 devices"),
     ({"model.name": "unet3d"}, "model.name"),
     ({"optim.schedule": "linear"}, "optim.schedule"),
+    ({"coupling.name": "loom"}, "data.num_train"),
+    ({"coupling.scope": "world"}, "coupling.scope"),
+    ({"coupling.cost": "l1"}, "coupling.cost"),
+    ({"data.num_train": 10}, "between 1 and data.num_train=10"),
+    ({"coupling.name": "dansm", "coupling.match_size": -1}, "coupling.match_size"),
 ])
 def test_bad_config_values(override, message):
     with pytest.raises(ValueError, match=message):

@@ -63,3 +63,14 @@ def pairwise_sqeuclidean(x: jax.Array, y: jax.Array) -> jax.Array:
     y = y.reshape(y.shape[0], -1)
     d = jnp.sum(x**2, 1)[:, None] + jnp.sum(y**2, 1)[None, :] - 2.0 * x @ y.T
     return jnp.maximum(d, 0.0)
+
+
+COSTS = ("sqeuclidean", "euclidean")
+
+
+def cost_matrix(x: jax.Array, y: jax.Array, cost: str = "sqeuclidean") -> jax.Array:
+    """[n, m] assignment cost between rows: squared (``"sqeuclidean"``) or plain (``"euclidean"``) distance."""
+    if cost not in COSTS:
+        raise ValueError(f"Unknown coupling.cost {cost!r}; choose one of {COSTS}.")
+    c = pairwise_sqeuclidean(x, y)
+    return c if cost == "sqeuclidean" else jnp.sqrt(c)

@@ -37,3 +37,25 @@ def independent(key: jax.Array, x1: jax.Array, x0: jax.Array, state: Any = None)
     del key
     check_shapes(x1, x0)
     return x0, x1, state, pairing_info(x0, x1, x0, x1)
+
+
+def with_scope(couple: Couple, scope: str, axis_name: str) -> Couple:
+    """A stateless coupling run under `pmap` over ``axis_name`` with matching scope ``scope``.
+
+    ``"device"``: each device couples its local minibatch (its key folded with the device index).
+    ``"global"``: the minibatch is all-gathered, coupled once with the same key on every device
+    (so every device computes the same pairing) and each device keeps its own slice.
+    """
+    if scope == "device":
+        def local(key, x1, x0, state=None):
+            return couple(jax.random.fold_in(key, jax.lax.axis_index(axis_name)), x1, x0, state)
+        return local
+    if scope == "global":
+        def global_(key, x1, x0, state=None):
+            b = x1.shape[0]
+            gather = lambda a: jax.lax.all_gather(a, axis_name, tiled=True)
+            x0_p, x1_p, state, info = couple(key, gather(x1), gather(x0), state)
+            take = lambda a: jax.lax.dynamic_slice_in_dim(a, jax.lax.axis_index(axis_name) * b, b)
+            return take(x0_p), take(x1_p), state, info
+        return global_
+    raise ValueError(f"Unknown coupling.scope {scope!r}; choose 'device' or 'global'.")

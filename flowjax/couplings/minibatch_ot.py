@@ -1,6 +1,6 @@
 """Minibatch optimal-transport couplings (OT-CFM, Tong et al. 2024; Pooladian et al. 2023).
 
-Both solve OT between the data and the noise of one minibatch with the squared Euclidean cost:
+Both solve OT between the data and the noise of one minibatch (squared Euclidean cost by default):
 - `exact_ot`: the optimal permutation (Hungarian; ott-jax in-graph or scipy on the host).
 - `sinkhorn`: the entropic plan (ott-jax Sinkhorn), from which B pairs are drawn i.i.d., as in
   OT-CFM's Algorithm (pairs (i, j) ~ pi); rows of x1 and x0 may then repeat.
@@ -19,11 +19,12 @@ from flowjax.couplings import assignment
 from flowjax.couplings.base import check_shapes, pairing_info
 
 
-def exact_ot(key: jax.Array, x1: jax.Array, x0: jax.Array, state: Any = None, *, solver: str = "auto"):
-    """Re-pairs the noise with the data by the exact minibatch OT permutation."""
+def exact_ot(key: jax.Array, x1: jax.Array, x0: jax.Array, state: Any = None, *, solver: str = "auto",
+             cost: str = "sqeuclidean"):
+    """Re-pairs the noise with the data by the exact minibatch OT permutation (squared or plain distance)."""
     del key
     check_shapes(x1, x0)
-    perm = assignment.solve(assignment.pairwise_sqeuclidean(x1, x0), solver)
+    perm = assignment.solve(assignment.cost_matrix(x1, x0, cost), solver)
     x0_paired = x0[perm]
     return x0_paired, x1, state, pairing_info(x0, x1, x0_paired, x1)
 

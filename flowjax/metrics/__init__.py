@@ -3,7 +3,7 @@
 ``metrics.straightness`` is the module (its function is ``metrics.straightness.straightness``);
 the function is not re-exported here because it would shadow the module of the same name.
 """
-from flowjax.metrics import straightness, wasserstein
+from flowjax.metrics import paths, straightness, wasserstein
 from flowjax.metrics.straightness import (
     curvature,
     curvature_from_path,
@@ -22,6 +22,7 @@ __all__ = [
     "gaussian_w2",
     "loom_curvature",
     "loom_curvature_from_velocities",
+    "paths",
     "straightness",
     "straightness_from_path",
     "trajectory_metrics",
