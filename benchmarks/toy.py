@@ -1,12 +1,14 @@
-"""Training speed and few-step quality on 8 Gaussians -> two moons, per coupling.
+"""Training speed and few-step quality of every coupling on a 2-D toy task.
 
-    python benchmarks/toy.py [--steps 3000] [--couplings independent,exact_ot,sinkhorn]
+    python benchmarks/toy.py [--task moons|checkerboard] [--steps 3000] [--methods icfm,otcfm,loom,...]
 
-MLP with 3 hidden layers of width 64, batch 256, Adam 1e-3, one device. Prints steps/s of the
-pmapped train step (data sampling included, compilation excluded) and W2 (EMA parameters, 2,000
-held-out points) at Euler NFE 1/2/4/8 after --steps steps.
+Each row is a toy config of `configs/` (same fixed training set of 10,000 points, MLP 3x64, batch
+256, Adam 1e-3, sigma 0.1, one device), differing only in the coupling. Prints steps/s of the
+pmapped train step (input stream and pool matching included, compilation excluded) and W2 (EMA
+parameters, 2,000 held-out points) at Euler NFE 1/2/4/8 after --steps steps.
 """
 import argparse
+import importlib
 import os
 import sys
 import time
@@ -16,20 +18,33 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import flax  # noqa: E402
 import jax  # noqa: E402
 
-from configs import quickstart  # noqa: E402
 from flowjax import evaluate, train  # noqa: E402
 from flowjax.data import toy2d  # noqa: E402
 
-NAMES = {"independent": "I-CFM", "exact_ot": "OT-CFM (exact)", "sinkhorn": "OT-CFM (Sinkhorn)"}
+TASKS = {"moons": "8gaussians_moons", "checkerboard": "checkerboard"}
+# label -> (config prefix, coupling overrides)
+METHODS = {
+    "icfm": ("I-CFM", "icfm", {}),
+    "otcfm": ("OT-CFM (exact, per batch)", "otcfm", {}),
+    "sinkhorn": ("OT-CFM (Sinkhorn)", "sinkhorn", {}),
+    "loom": ("LOOM-CFM, 1 cache", "loom", {}),
+    "loom4": ("LOOM-CFM, 4 caches", "loom4", {}),
+    "dansm256": ("DANSM, match size 256", "dansm", {"match_size": 256}),
+    "dansm1024": ("DANSM, match size 1,024", "dansm", {"match_size": 1024}),
+    "dansm10000": ("DANSM, match size 10,000", "dansm", {"match_size": 10_000}),
+    "immiscible256": ("Immiscible, match size 256", "immiscible", {"match_size": 256}),
+    "immiscible1024": ("Immiscible, match size 1,024", "immiscible", {"match_size": 1024}),
+}
 
 
-def run(coupling: str, steps: int, timed: int) -> dict:
-    config = quickstart.get_config()
-    config.coupling.name = coupling
+def run(method: str, task: str, steps: int, timed: int) -> dict:
+    label, prefix, overrides = METHODS[method]
+    config = importlib.import_module(f"configs.{prefix}_{TASKS[task]}").get_config()
+    for field, value in overrides.items():
+        config.coupling[field] = value
     config.training.num_steps = steps
     exp = train.setup(config)
-    p_step = train.pmapped_train_step(config, exp)
-    batch_fn = train.make_batch_fn(exp.data_fn, config.training.batch_size)
+    p_step, batch_fn = train.pmapped_train_step(config, exp), train.make_batch_fn(config, exp)
     key = jax.random.PRNGKey(config.training.seed)
     replicated = flax.jax_utils.replicate(exp.state)
     start = None
@@ -37,26 +52,32 @@ def run(coupling: str, steps: int, timed: int) -> dict:
         if step == steps - timed:
             jax.block_until_ready(replicated)
             start = time.perf_counter()
-        replicated, _ = p_step(replicated, batch_fn(jax.random.fold_in(key, step)), jax.random.fold_in(key, 10**9 + step))
+        replicated, _ = p_step(replicated, batch_fn(step)[0], jax.random.fold_in(key, step))
     jax.block_until_ready(replicated)
-    row = {"coupling": NAMES[coupling], "steps/s": timed / (time.perf_counter() - start)}
+    row = {"coupling": label, "steps/s": timed / (time.perf_counter() - start)}
     params = flax.jax_utils.unreplicate(replicated).ema_params
     config.eval.solvers, config.eval.nfe = ("euler",), (1, 2, 4, 8)
     target = toy2d.test_set(config.data.name, config.eval.num_samples, seed=config.data.test_seed)
-    rows, _ = evaluate.sweep(config, exp.apply_fn, params, evaluate.eval_noise(config, exp.source_one, len(target)), target)
+    x0 = evaluate.eval_noise(config, exp.source_one, len(target))
+    rows, _ = evaluate.sweep(config, exp.velocity_fn, params, x0, target)
     row.update({f"W2 NFE {r['nfe']}": r["w2"] for r in rows})
     return row
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=sorted(TASKS), default="moons")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--timed", type=int, default=1000, help="last steps that are timed")
-    parser.add_argument("--couplings", default="independent,exact_ot,sinkhorn")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {list(METHODS)}")
     args = parser.parse_args()
-    rows = [run(c, args.steps, min(args.timed, args.steps - 1)) for c in args.couplings.split(",")]
+    rows = []
+    for method in args.methods.split(","):
+        rows.append(run(method, args.task, args.steps, min(args.timed, args.steps - 1)))
+        print(rows[-1], flush=True)
     keys = list(rows[0])
-    print(f"\n8gaussians -> moons, MLP 3x64, batch 256, {args.steps} steps, {jax.default_backend()} "
+    source = "8 Gaussians -> moons" if args.task == "moons" else "N(0, I) -> checkerboard"
+    print(f"\n{source}, MLP 3x64, batch 256, 10,000 training points, {args.steps} steps, {jax.default_backend()} "
           f"({os.cpu_count()} cores), W2 on 2,000 held-out points (EMA)\n")
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for r in rows:

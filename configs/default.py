@@ -72,6 +72,7 @@ def get_config() -> ml_collections.ConfigDict:
     ev.seed = 1
     ev.use_ema = True
     ev.dopri5_tol = 1e-5
+    ev.t_end = 1.0  # samplers integrate from t = 0 to t_end (< 1 where the velocity is singular at t = 1)
     ev.path_nfe = 100  # Euler steps of the trajectory used for straightness and curvature
     ev.num_path_samples = 1_000
     ev.num_plot_paths = 200

@@ -13,5 +13,8 @@ def get_config():
     config.loss.interpolant = "vp_linear"
     config.loss.sigma = 0.0
     config.eval.solvers = ("ddim", "euler", "heun", "dopri5")
+    # The probability-flow velocity of vp_linear is singular at t = 1 (sigma' is infinite); stop at
+    # DDPM's last network step k = 0, t = 0.999, as DDPM samplers do (residual noise std 0.01).
+    config.eval.t_end = 0.999
     config.sampling.solver = "ddim"
     return config

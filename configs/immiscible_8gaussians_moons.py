@@ -1,6 +1,6 @@
-"""Immiscible Diffusion: pools of 2,048 matched exactly (Hungarian), as DANSM's A.4 runs it: 8gaussians -> moons."""
+"""Immiscible Diffusion: pools of 1,024 matched exactly (Hungarian), as DANSM's A.4 runs it: 8gaussians -> moons."""
 from configs.toy import toy_config
 
 
 def get_config():
-    return toy_config("immiscible", "8gaussians", "moons", match_size=2048)
+    return toy_config("immiscible", "8gaussians", "moons", match_size=1024)

@@ -29,17 +29,17 @@ def eval_noise(config: ml_collections.ConfigDict, source_one: Callable, n: int) 
 
 
 def sample(apply_fn: Callable, params, x0: jax.Array, solver: str, nfe: int | None, tol: float = 1e-5,
-           schedule: interpolants.Schedule | None = None):
-    """Integrates x0 from t=0 to 1 with v = apply_fn(params, x, t); returns (x1, nfe actually used).
+           schedule: interpolants.Schedule | None = None, t_end: float = 1.0):
+    """Integrates x0 from t=0 to ``t_end`` with v = apply_fn(params, x, t); returns (x1, nfe actually used).
 
     ``schedule`` (the training path's) is needed by ``ddim`` only.
     """
     if solver == "dopri5":
-        run = lambda p, x: integrators.dopri5(lambda y, t: apply_fn(p, y, t), x, rtol=tol, atol=tol)
+        run = lambda p, x: integrators.dopri5(lambda y, t: apply_fn(p, y, t), x, t1=t_end, rtol=tol, atol=tol)
         x1, used = jax.jit(run)(params, x0)
         return x1, int(used)
     solve = integrators.get(solver, schedule=schedule)
-    return jax.jit(lambda p, x: solve(lambda y, t: apply_fn(p, y, t), x, nfe))(params, x0), nfe
+    return jax.jit(lambda p, x: solve(lambda y, t: apply_fn(p, y, t), x, nfe, t1=t_end))(params, x0), nfe
 
 
 def sweep(config: ml_collections.ConfigDict, apply_fn: Callable, params, x0: jax.Array,
@@ -50,7 +50,7 @@ def sweep(config: ml_collections.ConfigDict, apply_fn: Callable, params, x0: jax
     for solver in config.eval.solvers:
         nfes = [None] if solver == "dopri5" else [n for n in config.eval.nfe if integrators.valid_nfe(solver, n)]
         for nfe in nfes:
-            x1, used = sample(apply_fn, params, x0, solver, nfe, config.eval.dopri5_tol, sched)
+            x1, used = sample(apply_fn, params, x0, solver, nfe, config.eval.dopri5_tol, sched, config.eval.t_end)
             rows.append({"solver": solver, "nfe": used, "w2": float(metrics.w2(x1, target))})
             samples[f"{solver} NFE={used}"] = np.asarray(x1)
     return rows, samples
@@ -64,6 +64,8 @@ def path_schedule(config: ml_collections.ConfigDict) -> interpolants.Schedule:
 def validate(config: ml_collections.ConfigDict) -> None:
     for solver in config.eval.solvers:
         integrators.get(solver, schedule=path_schedule(config))
+    if not 0.0 < config.eval.t_end <= 1.0:
+        raise ValueError(f"eval.t_end must be in (0, 1], got {config.eval.t_end}.")
     for nfe in config.eval.nfe:
         if not isinstance(nfe, int) or nfe < 1:
             raise ValueError(f"eval.nfe entries must be positive integers, got {nfe!r} in {tuple(config.eval.nfe)}.")
@@ -80,7 +82,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, apply_fn: Callable
 
     m, path_nfe = min(config.eval.num_path_samples, n), config.eval.path_nfe
     traj = jax.jit(lambda p, x: metrics.trajectory_metrics(lambda y, t: apply_fn(p, y, t), x, path_nfe))(params, x0[:m])
-    x_fine, _ = sample(apply_fn, params, x0, "euler", path_nfe)
+    x_fine, _ = sample(apply_fn, params, x0, "euler", path_nfe, t_end=config.eval.t_end)
     rows.append({"solver": "euler", "nfe": path_nfe, "w2": float(metrics.w2(x_fine, target)),
                  **{k: float(v) for k, v in traj.items() if np.ndim(v) == 0}})
 
@@ -141,7 +143,8 @@ def write_samples(config: ml_collections.ConfigDict, workdir: str, apply_fn: Cal
     s = config.sampling
     keys = jax.random.split(jax.random.PRNGKey(s.seed), s.num_samples)
     x0 = jax.jit(jax.vmap(source_one))(keys)
-    x1, used = sample(apply_fn, params, x0, s.solver, s.nfe, config.eval.dopri5_tol, path_schedule(config))
+    x1, used = sample(apply_fn, params, x0, s.solver, s.nfe, config.eval.dopri5_tol, path_schedule(config),
+                      config.eval.t_end)
     out = os.path.join(workdir, "eval")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, f"samples_{s.solver}_{used}.npz")

@@ -131,12 +131,18 @@ def make_batch_fn(config: ml_collections.ConfigDict, exp: "Experiment") -> Calla
     global_batch = config.training.batch_size
     key = jax.random.fold_in(jax.random.PRNGKey(config.training.seed), 1)
     if exp.train_x is not None:
-        train_x = exp.train_x
+        train_x, spe = exp.train_x, stream.steps_per_epoch(exp.train_x.shape[0], global_batch)
+        # Same indices as stream.batch_indices, with each epoch's permutation computed once.
+        permutation = jax.jit(lambda epoch: stream.epoch_permutation(key, train_x.shape[0], epoch))
+        take = jax.jit(lambda perm, k: (lambda i: (train_x[i], i))(lax.dynamic_slice_in_dim(perm, k * global_batch, global_batch)))
+        epochs: dict[int, jax.Array] = {}
 
-        @jax.jit
         def global_at(step):
-            index = stream.batch_indices(key, train_x.shape[0], global_batch, step)
-            return train_x[index], index
+            epoch = step // spe
+            if epoch not in epochs:
+                epochs.clear()
+                epochs[epoch] = permutation(epoch)
+            return take(epochs[epoch], step % spe)
     else:
         @jax.jit
         def global_at(step):

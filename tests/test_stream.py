@@ -52,3 +52,19 @@ def test_pool_stream_equals_streaming_greedy(batch, size):
     np.testing.assert_array_equal(again(4)[1], pools(4)[1])
     info = pools(0)[2]
     assert info["coupling/cost_after"] < info["coupling/cost_before"]
+
+
+def test_train_batches_follow_the_stream():
+    """The training loop's batches (epoch permutations cached) are stream.batch_indices exactly."""
+    from configs import quickstart
+    from flowjax import train
+    config = quickstart.get_config()
+    config.data.num_train, config.training.batch_size, config.model.hidden = 100, 32, (8,)
+    exp = train.setup(config)
+    batch_fn = train.make_batch_fn(config, exp)
+    key = jax.random.fold_in(jax.random.PRNGKey(config.training.seed), 1)
+    for step in (0, 2, 3, 7, 1):  # epochs of 3 steps, visited out of order
+        batch, _ = batch_fn(step)
+        index = stream.batch_indices(key, 100, 32, step)
+        np.testing.assert_array_equal(batch["index"].reshape(-1), index)
+        np.testing.assert_array_equal(batch["x1"].reshape(32, 2), exp.train_x[index])

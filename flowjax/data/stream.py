@@ -28,12 +28,16 @@ def steps_per_epoch(num_train: int, batch_size: int) -> int:
     return num_train // batch_size
 
 
+def epoch_permutation(key: jax.Array, num_train: int, epoch: jax.Array) -> jax.Array:
+    """The order [num_train] int32 in which epoch ``epoch`` reads the training set."""
+    return jax.random.permutation(jax.random.fold_in(key, epoch), num_train).astype(jnp.int32)
+
+
 def batch_indices(key: jax.Array, num_train: int, batch_size: int, step: jax.Array) -> jax.Array:
     """Training-set indices [batch_size] of the global batch of ``step`` (distinct; epoch-wise shuffled)."""
     spe = steps_per_epoch(num_train, batch_size)
-    epoch, k = step // spe, step % spe
-    perm = jax.random.permutation(jax.random.fold_in(key, epoch), num_train)
-    return jax.lax.dynamic_slice(perm, (k * batch_size,), (batch_size,)).astype(jnp.int32)
+    perm = epoch_permutation(key, num_train, step // spe)
+    return jax.lax.dynamic_slice(perm, ((step % spe) * batch_size,), (batch_size,))
 
 
 def pool_noise(key: jax.Array, pool: int, size: int, source_one: Callable) -> jax.Array:
