@@ -6,6 +6,7 @@ setup(
     version="0.1.0",
     description="Straight-trajectory flow models (LOOM-CFM, DANSM, curvature, LMM, RF theory) in JAX/Flax.",
     packages=find_packages(include=["flowjax", "flowjax.*"]),
+    package_data={"flowjax.metrics": ["assets/*.npz"]},  # the FD-digits classifier and its test-set statistics
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.4.30",
@@ -25,8 +26,9 @@ setup(
         "tensorboard",
     ],
     extras_require={
-        "test": ["pytest>=7"],
-        "data": ["tensorflow-datasets>=4.9", "grain"],
+        # The image-pipeline tests run the real tfds / grain code on mocked data.
+        "test": ["pytest>=7", "tensorflow-datasets>=4.9", "grain"],
+        "data": ["tensorflow-datasets>=4.9", "grain", "importlib_resources"],  # tfds build imports importlib_resources
         "tpu": ["jax[tpu]"],
     },
 )

@@ -61,8 +61,12 @@ def pairwise_sqeuclidean(x: jax.Array, y: jax.Array) -> jax.Array:
     """[n, m] squared Euclidean distances between flattened rows of x [n, ...] and y [m, ...]."""
     x = x.reshape(x.shape[0], -1)
     y = y.reshape(y.shape[0], -1)
-    d = jnp.sum(x**2, 1)[:, None] + jnp.sum(y**2, 1)[None, :] - 2.0 * x @ y.T
-    return jnp.maximum(d, 0.0)
+    # One matmul of augmented rows [x, |x|^2, 1] . [-2y, 1, |y|^2]: on XLA:CPU the plain
+    # |x|^2 + |y|^2 - 2 x y^T was fused into a kernel 4-8x slower than the matmul alone.
+    ones = lambda a: jnp.ones((a.shape[0], 1), a.dtype)
+    xa = jnp.concatenate([x, jnp.sum(x**2, 1, keepdims=True), ones(x)], 1)
+    ya = jnp.concatenate([-2.0 * y, ones(y), jnp.sum(y**2, 1, keepdims=True)], 1)
+    return jnp.maximum(xa @ ya.T, 0.0)
 
 
 COSTS = ("sqeuclidean", "euclidean")

@@ -1,9 +1,11 @@
-"""Evaluation metrics: exact W2 (point clouds, Gaussians) and trajectory straightness/curvature.
+"""Evaluation metrics: exact W2 (point clouds, Gaussians), trajectory straightness/curvature,
+DANSM's inter-path distances (`paths`), FID (`fid`) and the digits Fréchet distance (`fd_digits`).
 
-``metrics.straightness`` is the module (its function is ``metrics.straightness.straightness``);
-the function is not re-exported here because it would shadow the module of the same name.
+``metrics.straightness`` and ``metrics.fd_digits`` are modules (their functions are
+``metrics.straightness.straightness`` and ``metrics.fd_digits.fd_digits``); the functions are not
+re-exported here because they would shadow the modules of the same names.
 """
-from flowjax.metrics import paths, straightness, wasserstein
+from flowjax.metrics import fd_digits, fid, paths, straightness, wasserstein
 from flowjax.metrics.straightness import (
     curvature,
     curvature_from_path,
@@ -19,6 +21,8 @@ __all__ = [
     "curvature",
     "curvature_from_path",
     "euler_trajectory",
+    "fd_digits",
+    "fid",
     "gaussian_w2",
     "loom_curvature",
     "loom_curvature_from_velocities",

@@ -1,0 +1,44 @@
+"""Parameter counts of the UNet presets next to the counts the papers state.
+
+    python benchmarks/unet_params.py
+
+Counts come from ``jax.eval_shape(model.init, ...)`` at each preset's dataset resolution (no FLOPs, a few
+seconds). Of the five papers only the curvature paper states counts (App. C, Table 4: 55.73M generator,
+2.15M MNIST generator, 2.2M encoder). LOOM-CFM (Table 4) and LMM (Table 6) give architectures without
+counts, and DANSM neither (its architectures come from its code): printed as "not stated".
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from flowjax.models import unet  # noqa: E402
+
+# preset -> (dataset, input shape [B, H, W, C], stated count or None, where it is stated)
+ROWS = {
+    "ddpmpp_cifar10": ("CIFAR-10 (RF, DANSM)", (1, 32, 32, 3), None, "DANSM code (paper: none)"),
+    "ddpm_cifar10": ("CIFAR-10 (DANSM DM)", (1, 32, 32, 3), None, "DANSM code (paper: none)"),
+    "adm_cifar10": ("CIFAR-10 (LOOM-CFM)", (1, 32, 32, 3), None, "LOOM-CFM Table 4"),
+    "adm_imagenet32": ("ImageNet-32 (LOOM-CFM)", (1, 32, 32, 3), None, "LOOM-CFM Table 4"),
+    "adm_imagenet64": ("ImageNet-64 (LOOM-CFM)", (1, 64, 64, 3), None, "LOOM-CFM Table 4"),
+    "adm_ffhq256_latent": ("FFHQ-256 latents (LOOM-CFM)", (1, 32, 32, 4), None, "LOOM-CFM Table 4"),
+    "ddpmpp_edm_cifar10": ("CIFAR-10 (curvature)", (1, 32, 32, 3), 55.73e6, "curvature Table 4"),
+    "ddpmpp_edm_mnist": ("MNIST 28x28 (curvature)", (1, 28, 28, 1), 2.15e6, "curvature Table 4"),
+    "ddpmpp_edm_encoder_cifar10": ("CIFAR-10 encoder (curvature)", (1, 32, 32, 3), 2.2e6, "curvature Table 4"),
+}
+
+
+def main() -> None:
+    assert set(ROWS) == set(unet.PRESETS), "every preset needs a row"
+    print("| preset | dataset | input (HxWxC) | params (ours) | params (paper) | source | rel. diff |")
+    print("|---|---|---|---:|---:|---|---:|")
+    for name, (dataset, shape, stated, source) in ROWS.items():
+        count = unet.num_params(unet.UNet(**unet.PRESETS[name]()), shape)
+        paper = f"{stated / 1e6:.2f}M" if stated else "not stated"
+        diff = f"{(count - stated) / stated:+.2%}" if stated else "-"
+        print(f"| {name} | {dataset} | {shape[1]}x{shape[2]}x{shape[3]} | {count:,} ({count / 1e6:.2f}M) | {paper} "
+              f"| {source} | {diff} |")
+
+
+if __name__ == "__main__":
+    main()
