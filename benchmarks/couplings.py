@@ -7,7 +7,8 @@
 runs once), of pairing n data (N(0, I) + 1) with n noises (N(0, I)) in dimension d, the cost
 matrix included: DANSM greedy (`couplings.dansm`), the exact assignment of Immiscible Diffusion
 (`couplings.immiscible`) with solver "scipy" (host, `pure_callback`) and "ott" (in-graph),
-OT-CFM's Sinkhorn (`couplings.minibatch_ot.sinkhorn`, default relative epsilon, pairs drawn from
+one LOOM-CFM step on a minibatch of n (noise regenerated from seeds, exact assignment, seeds
+written back), OT-CFM's Sinkhorn (`couplings.minibatch_ot.sinkhorn`, default relative epsilon, pairs drawn from
 the plan), and as reference plain `scipy.optimize.linear_sum_assignment` on the precomputed cost.
 
 (b) DANSM Table 2 on scikit-learn's 1,797 digits (8x8, scaled to [-1, 1]) paired with N(0, I)
@@ -34,7 +35,7 @@ import numpy as np  # noqa: E402
 import scipy.optimize  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
-from flowjax.couplings import assignment, dansm, immiscible, minibatch_ot  # noqa: E402
+from flowjax.couplings import assignment, dansm, immiscible, loom, minibatch_ot  # noqa: E402
 from flowjax.metrics import paths  # noqa: E402
 
 SLOW_S = 10.0  # a call slower than this is timed once
@@ -66,7 +67,7 @@ def timing_table(sizes: list[int], dims: list[int], repeats: int, max_hungarian_
                  key: jax.Array) -> None:
     """Prints table (a) row by row (a row at n = 10,000 can take minutes)."""
     header = ["n", "d", "cost matrix", "dansm greedy", "immiscible (scipy)", "immiscible (ott)",
-              "sinkhorn", "scipy LSA, cost given"]
+              "loom step (scipy)", "sinkhorn", "scipy LSA, cost given"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     print("\n".join(lines), flush=True)
     ott_seconds = {}  # d -> (n, seconds) of the largest ott run, to estimate skipped sizes
@@ -92,6 +93,13 @@ def timing_table(sizes: list[int], dims: list[int], repeats: int, max_hungarian_
                 row.append(f"skipped (O(n^3): {_fmt(seconds)} at n={m:,}, ~{_fmt(seconds * (n / m) ** 3)} here)")
             else:
                 row.append("skipped (n > --max-ott-n)")
+            if n <= max_hungarian_n:  # one LOOM step on a batch of n: noise from seeds, assignment, write-back
+                state = loom.init_state(ks, n, 1)
+                step = lambda a, st: loom.couple(ks, a, a, st, index=jnp.arange(n), solver="scipy",
+                                                 source_one=lambda k: jax.random.normal(k, (d,)))[2]
+                row.append(_fmt(_time_jitted(step, (x1, state), repeats)))
+            else:
+                row.append("skipped (n > --max-hungarian-n)")
             row.append(_fmt(_time_jitted(lambda k, a, b: minibatch_ot.sinkhorn(k, a, b)[0], (ks, x1, x0), repeats)))
             if n <= max_hungarian_n:
                 cost = np.asarray(assignment.pairwise_sqeuclidean(x1, x0), np.float64)
