@@ -35,9 +35,10 @@ def run(config, workdir: str, mode: str, config_name: str) -> None:
     print(f"\nStep {step}, {'EMA' if config.eval.use_ema else 'raw'} parameters, "
           f"W2 to {config.eval.num_samples} held-out points:\n{evaluate.format_table(rows)}")
     out = os.path.abspath(workdir)
+    eval_files = "".join(f"\n  eval/{f}" + ("   the table above" if f == "metrics.json" else "")
+                         for f in sorted(os.listdir(os.path.join(out, "eval"))))
     print(f"\nResults in {out}:\n  checkpoints/        orbax checkpoints\n  events.out.tfevents.*  TensorBoard "
-          f"(tensorboard --logdir {out})\n  eval/metrics.json   the table above\n"
-          "  eval/samples.png    samples by solver and NFE\n  eval/trajectories.png")
+          f"(tensorboard --logdir {out}){eval_files}")
 
 
 def main(argv):

@@ -11,17 +11,24 @@ def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
 
     config.data = data = ml_collections.ConfigDict()
-    data.name = "moons"  # target (t = 1): 8gaussians | moons | checkerboard | circles | normal
+    data.name = "moons"  # target (t = 1): 8gaussians | moons | checkerboard | circles | normal | digits
     data.source = "normal"  # noise (t = 0): normal, or a toy name (e.g. 8gaussians -> moons)
     data.test_seed = 12345  # fixed held-out test set, disjoint key from training draws
     data.num_train = 0  # 0: fresh samples every step; N > 0: a fixed training set of N points, read in epochs
     data.train_seed = 0  # the fixed training set's seed (num_train > 0)
+    data.image_size = 8  # digits: 8 (original) or 16 (bilinear upsampling)
 
     config.model = model = ml_collections.ConfigDict()
     model.name = "mlp"
     model.hidden = (64, 64, 64)
     model.time_embed_dim = 32
     model.activation = "silu"
+    # unet (flowjax/models/unet.py): a preset gives the starting values; fields left None keep them.
+    model.preset = ""  # e.g. adm_cifar10, adm_imagenet64, ddpmpp_cifar10 (see unet.PRESETS)
+    for field in ("base_channels", "channel_mults", "num_res_blocks", "attention_resolutions", "num_heads",
+                  "head_channels", "dropout", "time_embed", "time_scale", "resblock_updown", "scale_shift_norm",
+                  "skip_rescale", "num_classes", "out_channels", "layout", "dtype"):
+        model[field] = None
 
     config.coupling = coupling = ml_collections.ConfigDict()
     coupling.name = "independent"  # independent | exact_ot | sinkhorn | loom | dansm | immiscible

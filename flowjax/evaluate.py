@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 
 from flowjax import integrators, interpolants, metrics
-from flowjax.data import toy2d
+from flowjax.data import digits, toy2d
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -42,16 +42,36 @@ def sample(apply_fn: Callable, params, x0: jax.Array, solver: str, nfe: int | No
     return jax.jit(lambda p, x: solve(lambda y, t: apply_fn(p, y, t), x, nfe, t1=t_end))(params, x0), nfe
 
 
+def target_set(config: ml_collections.ConfigDict) -> jax.Array:
+    """The held-out set samples are compared with: a toy's test set of eval.num_samples points, or
+    the digits test split (then eval.num_samples must equal its size: exact W2 pairs them one to one)."""
+    if config.data.name == "digits":
+        images, _ = digits.load("test", size=config.data.image_size)
+        if config.eval.num_samples != images.shape[0]:
+            raise ValueError(f"eval.num_samples={config.eval.num_samples}: W2 against the digits test split needs "
+                             f"exactly its {images.shape[0]} images; set --config.eval.num_samples={images.shape[0]}.")
+        return jnp.asarray(images)
+    return toy2d.test_set(config.data.name, config.eval.num_samples, seed=config.data.test_seed)
+
+
+def sample_metrics(config: ml_collections.ConfigDict, x1: jax.Array, target: jax.Array) -> dict:
+    """W2 to the held-out set, and FD-digits for digits."""
+    out = {"w2": float(metrics.w2(x1, target))}
+    if config.data.name == "digits":
+        out["fd_digits"] = metrics.fd_digits.fd_digits(np.asarray(x1))
+    return out
+
+
 def sweep(config: ml_collections.ConfigDict, apply_fn: Callable, params, x0: jax.Array,
           target: jax.Array) -> tuple[list, dict]:
-    """Rows of {"solver", "nfe", "w2"} for each valid (solver, nfe), plus the samples by row label."""
+    """Rows of {"solver", "nfe", "w2", ...} for each valid (solver, nfe), plus the samples by row label."""
     rows, samples = [], {}
     sched = path_schedule(config)
     for solver in config.eval.solvers:
         nfes = [None] if solver == "dopri5" else [n for n in config.eval.nfe if integrators.valid_nfe(solver, n)]
         for nfe in nfes:
             x1, used = sample(apply_fn, params, x0, solver, nfe, config.eval.dopri5_tol, sched, config.eval.t_end)
-            rows.append({"solver": solver, "nfe": used, "w2": float(metrics.w2(x1, target))})
+            rows.append({"solver": solver, "nfe": used, **sample_metrics(config, x1, target)})
             samples[f"{solver} NFE={used}"] = np.asarray(x1)
     return rows, samples
 
@@ -75,21 +95,23 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, apply_fn: Callable
              source_one: Callable, config_name: str = "") -> list[dict]:
     """Runs the sweep and the trajectory metrics, writes eval/ files, returns the rows."""
     validate(config)
-    n = config.eval.num_samples
-    target = toy2d.test_set(config.data.name, n, seed=config.data.test_seed)
+    target = target_set(config)
+    n = target.shape[0]
     x0 = eval_noise(config, source_one, n)
     rows, samples = sweep(config, apply_fn, params, x0, target)
 
     m, path_nfe = min(config.eval.num_path_samples, n), config.eval.path_nfe
     traj = jax.jit(lambda p, x: metrics.trajectory_metrics(lambda y, t: apply_fn(p, y, t), x, path_nfe))(params, x0[:m])
     x_fine, _ = sample(apply_fn, params, x0, "euler", path_nfe, t_end=config.eval.t_end)
-    rows.append({"solver": "euler", "nfe": path_nfe, "w2": float(metrics.w2(x_fine, target)),
+    rows.append({"solver": "euler", "nfe": path_nfe, **sample_metrics(config, x_fine, target),
                  **{k: float(v) for k, v in traj.items() if np.ndim(v) == 0}})
 
     out = os.path.join(workdir, "eval")
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump({"config": config_name, "step": int(step), "results": rows}, f, indent=2)
+    if target.ndim == 4:
+        plot_image_samples(os.path.join(out, "samples.png"), np.asarray(target), samples)
     if target.shape[-1] == 2 and target.ndim == 2:
         plot_samples(os.path.join(out, "samples.png"), np.asarray(target), samples)
         k = min(config.eval.num_plot_paths, n)
@@ -118,6 +140,26 @@ def plot_samples(path: str, target: np.ndarray, samples: dict[str, np.ndarray]) 
     for ax, (title, x) in zip(axes.flat, panels.items()):
         ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.5)
         ax.set(title=title, xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_image_samples(path: str, target: np.ndarray, samples: dict[str, np.ndarray], per_panel: int = 36) -> None:
+    """A grid of the first ``per_panel`` images per panel (test set, then each solver x NFE)."""
+    panels = {"test set": target, **samples}
+    side = int(np.sqrt(per_panel))
+    cols = min(4, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (title, x) in zip(axes.flat, panels.items()):
+        x = np.clip(x[: side * side], -1, 1)
+        h, w = x.shape[1:3]
+        grid = x[..., 0].reshape(side, side, h, w).transpose(0, 2, 1, 3).reshape(side * h, side * w)
+        ax.imshow(grid, cmap="gray", vmin=-1, vmax=1)
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

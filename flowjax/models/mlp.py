@@ -29,7 +29,9 @@ class MLP(nn.Module):
     activation: str = "silu"
 
     @nn.compact
-    def __call__(self, x: jax.Array, t: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, t: jax.Array, y: jax.Array | None = None, *, train: bool = False) -> jax.Array:
+        """``y`` (labels) and ``train`` are accepted for the UNet's call shape; the MLP uses neither."""
+        del y, train
         act = ACTIVATIONS[self.activation]
         h = jnp.concatenate([x.reshape(x.shape[0], -1), t[:, None], sinusoidal_embedding(t, self.time_embed_dim)], -1)
         for width in self.hidden:
