@@ -118,8 +118,8 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
     workdir = str(tmp_path / "run")
     train.train(tiny_config(**{"training.num_steps": 10}), workdir)
     ckpt_before = _snapshot(os.path.join(workdir, "checkpoints"))
-    data_fn, source_one = train.toy_samplers(tiny_config().data)
-    monkeypatch.setattr(train, "toy_samplers", lambda cfg: (lambda k, n: data_fn(k, n) * jnp.nan, source_one))
+    data_fn, source_one, train_x = train.data_setup(tiny_config().data)
+    monkeypatch.setattr(train, "data_setup", lambda cfg: (lambda k, n: data_fn(k, n) * jnp.nan, source_one, train_x))
     with pytest.raises(FloatingPointError, match="step 20.*step 10"):
         train.train(tiny_config(), workdir)
     assert _snapshot(os.path.join(workdir, "checkpoints")) == ckpt_before
