@@ -180,7 +180,7 @@ def make_batch_fn(config: ml_collections.ConfigDict, exp: "Experiment") -> Calla
         x1, index = global_at(step)
         batch, info = {"x1": x1, "index": index}, {}
         if pools is not None:
-            _, batch["x0"], info = pools(step)
+            batch["x0"], info = pools(step)
         return jax.tree.map(shard, batch), info
 
     return batch_fn

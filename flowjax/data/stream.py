@@ -47,7 +47,7 @@ def pool_noise(key: jax.Array, pool: int, size: int, source_one: Callable) -> ja
 
 
 class PoolStream:
-    """Global batches of (x1, x0) where x0 comes from the matched pool covering each stream position.
+    """The noise x0 of each global batch, taken from the matched pool covering each stream position.
 
     ``batch_at(step) -> x1 [B, ...]`` is the pure data stream; ``match(x1_pool, x0_pool) -> perm``
     pairs data row i with noise ``perm[i]`` (greedy or exact). Pool g's noise is drawn from
@@ -77,8 +77,8 @@ class PoolStream:
             self._pools[g] = (x0_matched, {"coupling/cost_before": cost(x0), "coupling/cost_after": cost(x0_matched)})
         return self._pools[g]
 
-    def __call__(self, step: int) -> tuple[jax.Array, jax.Array, dict]:
-        """(x1 [B, ...], x0 [B, ...], info of the step's last pool) for the global batch of ``step``."""
+    def __call__(self, step: int) -> tuple[jax.Array, dict]:
+        """(x0 [B, ...] paired with the rows of ``batch_at(step)``, info of the step's last pool)."""
         first, last = step * self.batch, (step + 1) * self.batch
         pools = range(first // self.size, (last - 1) // self.size + 1)
         self._pools = {g: v for g, v in self._pools.items() if g in pools}
@@ -86,5 +86,5 @@ class PoolStream:
         for g in pools:
             lo, hi = max(first, g * self.size), min(last, (g + 1) * self.size)
             parts.append(self._pool(g)[0][lo - g * self.size: hi - g * self.size])
-        return self.batch_at(step), jnp.concatenate(parts), self._pool(pools[-1])[1]
+        return jnp.concatenate(parts), self._pool(pools[-1])[1]
 
