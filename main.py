@@ -13,6 +13,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from flowjax import evaluate, train
+from flowjax.data import images
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file, e.g. configs/quickstart.py.", lock_config=True)
@@ -32,8 +33,10 @@ def run(config, workdir: str, mode: str, config_name: str) -> None:
         print(f"Wrote {config.sampling.num_samples} samples ({config.sampling.solver}, NFE {config.sampling.nfe}) to {path}")
         return
     rows = evaluate.evaluate(config, workdir, apply_fn, params, step, source_one, config_name)
-    print(f"\nStep {step}, {'EMA' if config.eval.use_ema else 'raw'} parameters, "
-          f"W2 to {config.eval.num_samples} held-out points:\n{evaluate.format_table(rows)}")
+    measured = (f"FID of {config.eval.num_samples} samples against the {config.eval.fid_split} split"
+                if images.is_image_dataset(config.data.name) else f"W2 to {config.eval.num_samples} held-out points")
+    print(f"\nStep {step}, {'EMA' if config.eval.use_ema else 'raw'} parameters, {measured}:\n"
+          f"{evaluate.format_table(rows)}")
     out = os.path.abspath(workdir)
     eval_files = "".join(f"\n  eval/{f}" + ("   the table above" if f == "metrics.json" else "")
                          for f in sorted(os.listdir(os.path.join(out, "eval"))))

@@ -11,12 +11,19 @@ def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
 
     config.data = data = ml_collections.ConfigDict()
-    data.name = "moons"  # target (t = 1): 8gaussians | moons | checkerboard | circles | normal | digits
+    # target (t = 1): 8gaussians | moons | checkerboard | circles | normal | digits (2-D toys and the offline
+    # digits), or an image data set read by index: cifar10 | imagenet32 | imagenet64 | celeba_hq256 |
+    # lsun_bedroom (TFDS, prepared as ArrayRecord) | folder (PNG/JPEG files under data.data_dir)
+    data.name = "moons"
     data.source = "normal"  # noise (t = 0): normal, or a toy name (e.g. 8gaussians -> moons)
     data.test_seed = 12345  # fixed held-out test set, disjoint key from training draws
     data.num_train = 0  # 0: fresh samples every step; N > 0: a fixed training set of N points, read in epochs
     data.train_seed = 0  # the fixed training set's seed (num_train > 0)
-    data.image_size = 8  # digits: 8 (original) or 16 (bilinear upsampling)
+    data.image_size = 0  # 0: native size; digits: 8 or 16 (bilinear); images: resized to this side
+    data.data_dir = ""  # TFDS data_dir ("" : $TFDS_DATA_DIR or ~/tensorflow_datasets); data.name=folder: the folder
+    data.split = "train"  # TFDS split trained on (images)
+    data.random_flip = True  # images: random horizontal flips
+    data.flip_as_example = False  # images: a flipped image is an example of its own (LOOM-CFM code: own noise cache)
 
     config.model = model = ml_collections.ConfigDict()
     model.name = "mlp"
@@ -49,6 +56,7 @@ def get_config() -> ml_collections.ConfigDict:
     loss.interpolant = "linear"  # linear | gaussian_cfm | vp_cosine | vp_linear (DDPM's linear betas)
     loss.sigma_min = 1e-4  # gaussian_cfm only
     loss.sigma = 0.0  # Gaussian perturbation of x_t (I-CFM's sigma)
+    loss.feature_reduction = "mean"  # per-example error: mean over features, or "sum" (DDPM/ermongroup code)
     loss.time_sampler = "uniform"  # uniform | logit_normal
     loss.time_mean = 0.0  # logit_normal
     loss.time_std = 1.0  # logit_normal
@@ -82,6 +90,13 @@ def get_config() -> ml_collections.ConfigDict:
     ev.t_end = 1.0  # samplers integrate from t = 0 to t_end (< 1 where the velocity is singular at t = 1)
     ev.path_nfe = 100  # Euler steps of the trajectory used for straightness and curvature
     ev.num_path_samples = 1_000
+    ev.batch_size = 500  # images: samples generated (and Inception-featurised) per call
+    # FID (image data sets): a converted Inception file (scripts/convert_inception_weights.py), the split the
+    # reference statistics come from, how many of its images (0: all), and their .npz cache ("": in the workdir).
+    ev.inception_weights = ""
+    ev.fid_split = "test"
+    ev.fid_num_reference = 0
+    ev.fid_stats = ""
     ev.num_plot_paths = 200
 
     config.sampling = sampling = ml_collections.ConfigDict()

@@ -10,10 +10,12 @@ gradient on 1 or N devices (for couplings solved per device, up to how the batch
 ``coupling.scope="global"`` and the pool couplings match the whole global batch).
 
 The data of each step come from `data.stream`: fresh draws, or an epoch-wise shuffled batch of a
-fixed training set (``data.num_train``), which LOOM-CFM's assignment state indexes.
+fixed training set (``data.num_train``, the digits, or an image data set read by index through
+`data.images`), which LOOM-CFM's assignment state indexes.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Any, Callable, NamedTuple
@@ -29,7 +31,7 @@ from absl import logging
 from jax import lax
 
 from flowjax import couplings, interpolants, losses, models, predictions
-from flowjax.data import digits, stream, toy2d
+from flowjax.data import digits, images, stream, toy2d
 
 AXIS = "batch"
 # What the network predicts for each loss.name: a velocity (flow matching) or the noise (DDPM's epsilon loss).
@@ -71,12 +73,12 @@ def data_setup(cfg: ml_collections.ConfigDict) -> tuple[Callable | None, Callabl
     if cfg.name == "digits":
         if cfg.source != "normal":
             raise ValueError(f"data.source={cfg.source!r}: digits are generated from noise; set data.source='normal'.")
-        if cfg.image_size not in (8, 16):
-            raise ValueError(f"data.image_size must be 8 or 16 for digits, got {cfg.image_size}.")
-        images, _ = digits.load("train", size=cfg.image_size)
-        if cfg.num_train > images.shape[0]:
-            raise ValueError(f"data.num_train={cfg.num_train} exceeds the {images.shape[0]} digits of the training split.")
-        train_x = jnp.asarray(images[: cfg.num_train or None])
+        if cfg.image_size not in (0, 8, 16):
+            raise ValueError(f"data.image_size must be 8 (or 0, native) or 16 for digits, got {cfg.image_size}.")
+        pixels, _ = digits.load("train", size=cfg.image_size or 8)
+        if cfg.num_train > pixels.shape[0]:
+            raise ValueError(f"data.num_train={cfg.num_train} exceeds the {pixels.shape[0]} digits of the training split.")
+        train_x = jnp.asarray(pixels[: cfg.num_train or None])
         return None, lambda key: jax.random.normal(key, train_x.shape[1:]), train_x
     data_fn = toy2d.get_sampler(cfg.name)
     train_x = toy2d.train_set(cfg.name, cfg.num_train, seed=cfg.train_seed) if cfg.num_train else None
@@ -116,10 +118,14 @@ def make_train_step(config: ml_collections.ConfigDict, apply_fn: Callable, tx: o
         k_drop = jax.random.fold_in(jax.random.fold_in(key, 7), lax.axis_index(AXIS))
         net = lambda p, x, s: apply_fn(p, x, s, train=True, rngs={"dropout": k_drop})
 
+        # the losses average over features; "sum" scales by their number (DDPM's code sums over pixels)
+        scale = float(np.prod(x1.shape[1:])) if config.loss.feature_reduction == "sum" else 1.0
+
         def loss_fn(params):
             if config.loss.name == "epsilon":
-                return losses.epsilon_loss(net, params, x0, x1, t, schedule=sched)
-            return losses.flow_matching_loss(net, params, x0, x1, t, interpolant=interp, sigma=sigma, noise=noise)
+                return scale * losses.epsilon_loss(net, params, x0, x1, t, schedule=sched)
+            return scale * losses.flow_matching_loss(net, params, x0, x1, t, interpolant=interp, sigma=sigma,
+                                                     noise=noise)
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
         grads = lax.pmean(grads, AXIS)
@@ -148,7 +154,9 @@ def make_batch_fn(config: ml_collections.ConfigDict, exp: "Experiment") -> Calla
     It is drawn whole and sliced, so the data order does not depend on the number of devices.
     """
     global_batch = config.training.batch_size
-    key = jax.random.fold_in(jax.random.PRNGKey(config.training.seed), 1)
+    if exp.images is not None:
+        return _image_batch_fn(config, exp)
+    key = jax.random.fold_in(jax.random.PRNGKey(config.training.seed), images.DATA_KEY)
     if exp.train_x is not None:
         train_x, spe = exp.train_x, stream.steps_per_epoch(exp.train_x.shape[0], global_batch)
         # Same indices as stream.batch_indices, with each epoch's permutation computed once.
@@ -182,6 +190,45 @@ def make_batch_fn(config: ml_collections.ConfigDict, exp: "Experiment") -> Calla
         if pools is not None:
             batch["x0"], info = pools(step)
         return jax.tree.map(shard, batch), info
+
+    return batch_fn
+
+
+def _image_batch_fn(config: ml_collections.ConfigDict, exp: "Experiment") -> Callable:
+    """`make_batch_fn` for an image data set: `images.batches` (grain, prefetched) read in step order.
+
+    The iterator restarts at any step that is not the next one (resume). Pool couplings (DANSM,
+    Immiscible) need the global batch of any step: they read through `images.step_reader` instead.
+    """
+    data, global_batch, seed = config.data, config.training.batch_size, config.training.seed
+    flips = dict(flip=data.random_flip, flip_as_example=data.flip_as_example)
+    ndev = jax.local_device_count()
+    keep = ("x1", "index")
+    if exp.coupling.pool_match is not None:
+        read = functools.lru_cache(maxsize=1)(images.step_reader(exp.images, global_batch, seed, **flips))
+        pools = stream.PoolStream(lambda s: jnp.asarray(read(s)["x1"]), global_batch,
+                                  config.coupling.match_size or global_batch, exp.coupling.pool_match,
+                                  exp.source_one, jax.random.fold_in(jax.random.PRNGKey(seed), 4))
+        local = global_batch // jax.process_count()
+        offset = jax.process_index() * local
+        shard = lambda a: np.asarray(a)[offset:offset + local].reshape((ndev, local // ndev) + a.shape[1:])
+
+        def pool_batch_fn(step: int) -> tuple[dict, dict]:
+            x0, info = pools(step)
+            batch = {k: read(step)[k] for k in keep}
+            return jax.tree.map(shard, {**batch, "x0": x0}), info
+
+        return pool_batch_fn
+
+    current = {"step": None, "iterator": None}
+
+    def batch_fn(step: int) -> tuple[dict, dict]:
+        if current["step"] != step:
+            current["iterator"] = images.batches(exp.images, global_batch, seed, local_devices=ndev,
+                                                 start_step=step, **flips)
+        batch = next(current["iterator"])
+        current["step"] = step + 1
+        return {k: batch[k] for k in keep}, {}
 
     return batch_fn
 
@@ -224,10 +271,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.loss.name not in PREDICTION:
         raise ValueError(f"Unknown loss {config.loss.name!r}; choose one of {tuple(PREDICTION)} (config field loss.name).")
     interpolants.get(config.loss.interpolant)
+    if config.loss.feature_reduction not in ("mean", "sum"):
+        raise ValueError(f"Unknown loss.feature_reduction {config.loss.feature_reduction!r}; choose 'mean' or 'sum'.")
     if config.loss.name == "epsilon" and config.loss.sigma:
         raise ValueError("loss.sigma perturbs flow matching's x_t; set it to 0 with loss.name='epsilon'.")
     if config.data.num_train < 0:
         raise ValueError(f"data.num_train must be >= 0 (0: fresh samples every step), got {config.data.num_train}.")
+    if config.data.flip_as_example and not (images.is_image_dataset(config.data.name) and config.data.random_flip):
+        raise ValueError("data.flip_as_example makes flipped images examples of their own: it needs an image data "
+                         "set and data.random_flip=True.")
+    if images.is_image_dataset(config.data.name):
+        return  # a fixed training set whose size is known once the data set is opened (images.batches checks it)
     num_train = training_set_size(config.data)
     if num_train:
         stream.steps_per_epoch(num_train, config.training.batch_size)
@@ -238,16 +292,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError("coupling.match_only_epochs counts epochs of a fixed training set: set data.num_train.")
 
 
-def match_only_steps(config: ml_collections.ConfigDict) -> int:
+def match_only_steps(config: ml_collections.ConfigDict, source: images.ImageSource | None = None) -> int:
     """Steps at the start that update only the coupling (coupling.match_only_epochs whole epochs)."""
     if not config.coupling.match_only_epochs:
         return 0
-    return config.coupling.match_only_epochs * stream.steps_per_epoch(training_set_size(config.data),
-                                                                       config.training.batch_size)
+    num_examples = source.num_examples if source is not None else training_set_size(config.data)
+    return config.coupling.match_only_epochs * stream.steps_per_epoch(num_examples, config.training.batch_size)
 
 
-def training_set_size(cfg: ml_collections.ConfigDict) -> int:
-    """Examples in the fixed training set (0: fresh samples every step)."""
+def training_set_size(cfg: ml_collections.ConfigDict, source: images.ImageSource | None = None) -> int:
+    """Indices of the fixed training set (0: fresh samples every step); for an image data set (its
+    ``source``), twice its examples with ``data.flip_as_example``."""
+    if source is not None:
+        return source.num_examples * (2 if cfg.flip_as_example else 1)
     if cfg.name == "digits":
         return cfg.num_train or len(digits.split_indices()[0])
     return cfg.num_train
@@ -280,27 +337,36 @@ class Experiment(NamedTuple):
     coupling: couplings.Coupling
     data_fn: Callable | None  # fresh 2-D toy samples (key, n) -> [n, ...]; None for datasets without a sampler
     source_one: Callable
-    train_x: jax.Array | None  # the fixed training set [num_train, ...], or None for fresh draws
+    train_x: jax.Array | None  # the fixed training set [num_train, ...] in memory, or None
     state: TrainState
+    images: images.ImageSource | None = None  # an image data set read by index (data.name in images.DATASETS/folder)
 
 
 def setup(config: ml_collections.ConfigDict) -> Experiment:
     """Model, optimizer, coupling, samplers and the initial state of a config (no side effects)."""
     validate(config)
-    data_fn, source_one, train_x = data_setup(config.data)
+    source = None
+    if images.is_image_dataset(config.data.name):
+        source = images.source_from_config(config.data)
+        data_fn, train_x, shape = None, None, source.shape
+        source_one = lambda key: jax.random.normal(key, shape)
+        stream.steps_per_epoch(source.num_examples, config.training.batch_size)  # batch <= data set
+    else:
+        data_fn, source_one, train_x = data_setup(config.data)
     model = models.make(config.model)
     tx = make_optimizer(config.optim, config.training.num_steps)
     coupling = couplings.make(config.coupling, axis_name=AXIS, source_one=source_one)
     key = jax.random.PRNGKey(config.training.seed)
-    example = train_x[:1] if train_x is not None else data_fn(key, 1)
+    example = (jnp.zeros((1,) + source.shape) if source is not None else
+               train_x[:1] if train_x is not None else data_fn(key, 1))
     state = init_state(model, tx, example, jax.random.fold_in(key, 0))
-    num_examples = train_x.shape[0] if train_x is not None else 0
+    num_examples = train_x.shape[0] if train_x is not None else training_set_size(config.data, source)
     state = state.replace(coupling_state=coupling.init_state(jax.random.fold_in(key, 3), num_examples))
     apply_fn = lambda params, x, t, **kw: model.apply({"params": params}, x, t, **kw)
     sched = interpolants.schedule(config.loss.interpolant, config.loss.sigma_min)
     prediction = PREDICTION[config.loss.name]
     velocity_fn = lambda params, x, t: predictions.to_velocity(lambda y, s: apply_fn(params, y, s), prediction, sched)(x, t)
-    return Experiment(model, apply_fn, velocity_fn, tx, coupling, data_fn, source_one, train_x, state)
+    return Experiment(model, apply_fn, velocity_fn, tx, coupling, data_fn, source_one, train_x, state, source)
 
 
 def pmapped_train_step(config: ml_collections.ConfigDict, exp: Experiment) -> Callable:
@@ -309,7 +375,8 @@ def pmapped_train_step(config: ml_collections.ConfigDict, exp: Experiment) -> Ca
 
     The state argument is donated: its buffers are reused for the returned state.
     """
-    step = make_train_step(config, exp.apply_fn, exp.tx, exp.coupling.couple, exp.source_one, match_only_steps(config))
+    step = make_train_step(config, exp.apply_fn, exp.tx, exp.coupling.couple, exp.source_one,
+                           match_only_steps(config, exp.images))
     if jax.local_device_count() == 1:
         # Same program over a device axis of size 1 (vmap supports the named-axis collectives); on
         # XLA:CPU a 1-device pmap ran a digits UNet step 9x slower than this jit.

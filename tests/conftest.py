@@ -4,3 +4,20 @@ import os
 os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def mock_tfds(monkeypatch):
+    """tfds's own mock (12 random examples generated from the builder's features, no files).
+
+    tfds 4.9.10's mock binds its `__getitems__` without `self`; give it the intended signature.
+    """
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.testing import mocking
+
+    monkeypatch.setattr(mocking, "_getitems", lambda keys, generator, serialized=False: [generator[k] for k in keys])
+    with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
+        yield

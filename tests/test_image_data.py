@@ -4,9 +4,7 @@ import re
 import jax
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 from PIL import Image
-from tensorflow_datasets.testing import mocking
 
 from flowjax.data import digits, images, stream
 
@@ -54,17 +52,6 @@ def test_digits_class_filters():
 
 
 # ------------------------------------------------------------------------------------------ tfds
-
-@pytest.fixture
-def mock_tfds(monkeypatch):
-    """tfds's own mock (random examples generated from the builder's features, no files).
-
-    tfds 4.9.10's mock binds its `__getitems__` without `self`; give it the intended signature.
-    """
-    monkeypatch.setattr(mocking, "_getitems", lambda keys, generator, serialized=False: [generator[k] for k in keys])
-    with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
-        yield
-
 
 def test_tfds_cifar10_source(mock_tfds, tmp_path):
     source = images.tfds_source("cifar10", data_dir=str(tmp_path))
@@ -210,3 +197,34 @@ def test_flips_where_flip_mask_says(source):
     plain = next(images.batches(source, B, seed=5, flip=False))
     assert not plain["flip"].any()
     np.testing.assert_array_equal(plain["x1"][0], source.get(plain["index"][0]))
+
+
+def test_flip_as_example_indices(source):
+    read = images.step_reader(source, B, seed=5, flip_as_example=True)
+    plain = images.step_reader(source, B, seed=5)
+    for step in range(3):
+        a, b = read(step), plain(step)
+        np.testing.assert_array_equal(a["x1"], b["x1"])
+        np.testing.assert_array_equal(a["index"], b["index"] + N * b["flip"])  # flipped: index + N
+        assert a["index"].max() < 2 * N
+
+
+def test_source_from_config(mock_tfds, tmp_path):
+    from configs import default
+    data = default.get_config().data
+    data.name, data.data_dir = "cifar10", str(tmp_path)
+    whole = images.source_from_config(data)
+    assert whole.num_examples == 12
+    data.num_train = 5
+    five = images.source_from_config(data)
+    assert five.num_examples == 5
+    np.testing.assert_array_equal(five.get(np.arange(5)), whole.get(np.arange(5)))  # the first five
+    with pytest.raises(IndexError):
+        five.get(np.array([5]))
+    assert images.source_from_config(data, split="test").num_examples == 12  # num_train limits training only
+    data.name = "folder"
+    with pytest.raises(ValueError, match="data_dir"):
+        images.source_from_config(data)
+    data.name = "mnist"
+    with pytest.raises(ValueError, match="not an image data set"):
+        images.source_from_config(data)

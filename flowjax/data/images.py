@@ -212,12 +212,54 @@ def flip_mask(seed: int, step: int, batch_size: int) -> np.ndarray:
     return np.asarray(jax.random.bernoulli(key, 0.5, (batch_size,)))
 
 
+def step_reader(
+    source: ImageSource,
+    batch_size: int,
+    seed: int,
+    *,
+    flip: bool = True,
+    flip_as_example: bool = False,
+    rows: slice = slice(None),
+) -> Callable[[int], dict[str, np.ndarray]]:
+    """``step -> rows [rows] of the global batch of that step``, read from ``source`` (random access).
+
+    Returns a dict of ``"x1"`` images [n, H, W, C] (flipped where ``"flip"`` is set), ``"index"``
+    int32 example indices, ``"flip"`` bool and ``"label"`` int32 when the source has labels.
+    With ``flip_as_example`` a flipped image counts as an example of its own, index ``i + num_examples``
+    (LOOM-CFM's released code gives each flip variant its own noise cache; the training set then has
+    ``2 * num_examples`` indices). Indices follow `stream.batch_indices` with the data key
+    ``fold_in(PRNGKey(seed), DATA_KEY)``; flips are `flip_mask`.
+    """
+    spe = stream.steps_per_epoch(source.num_examples, batch_size)  # checks batch_size <= num_examples
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), DATA_KEY)
+
+    @functools.lru_cache(maxsize=2)
+    def permutation(epoch: int) -> np.ndarray:  # `stream.batch_indices`, one permutation per epoch
+        return np.asarray(stream.epoch_permutation(key, source.num_examples, epoch))
+
+    def batch_at(step: int) -> dict[str, np.ndarray]:
+        start = (step % spe) * batch_size
+        index = permutation(step // spe)[start:start + batch_size][rows]
+        flips = flip_mask(seed, step, batch_size)[rows] if flip else np.zeros(len(index), bool)
+        images, labels = source.read(index)
+        images = np.where(flips[:, None, None, None], images[:, :, ::-1], images)
+        if flip_as_example:
+            index = index + source.num_examples * flips
+        batch = {"x1": images, "index": index.astype(np.int32), "flip": flips}
+        if labels is not None:
+            batch["label"] = labels
+        return batch
+
+    return batch_at
+
+
 def batches(
     source: ImageSource,
     batch_size: int,
     seed: int,
     *,
     flip: bool = True,
+    flip_as_example: bool = False,
     process_index: int | None = None,
     process_count: int | None = None,
     local_devices: int = 1,
@@ -226,14 +268,14 @@ def batches(
 ) -> Iterator[dict[str, np.ndarray]]:
     """An infinite iterator over steps ``start_step, start_step + 1, ...`` of per-device batches.
 
-    Each element is a dict of this process's share of the global batch of ``batch_size``,
-    shaped [local_devices, per_device, ...]: ``"x1"`` images (flipped where ``"flip"`` is set),
-    ``"index"`` int32 example indices, ``"flip"`` bool, and ``"label"`` int32 when the source has
-    labels. Resuming at step s (``start_step=s``, or grain's ``set_state({"next_index": s})``)
-    yields exactly what an uninterrupted iterator yields at step s.
+    Each element is a dict of this process's share of the global batch of ``batch_size`` (see
+    `step_reader` for the entries), shaped [local_devices, per_device, ...]. Resuming at step s
+    (``start_step=s``, or grain's ``set_state({"next_index": s})``) yields exactly what an
+    uninterrupted iterator yields at step s.
 
     Args:
       flip: draw random horizontal flips (`flip_mask`); all False when off.
+      flip_as_example: a flipped image has index ``i + num_examples`` (see `step_reader`).
       process_index, process_count: this host's slice of the global batch; default
         ``jax.process_index()``, ``jax.process_count()``.
       local_devices: devices of this process (the leading axis, for pmap).
@@ -245,27 +287,66 @@ def batches(
     if batch_size % (process_count * local_devices):
         raise ValueError(f"training.batch_size={batch_size} must be divisible by processes × local devices "
                          f"= {process_count} × {local_devices}.")
-    spe = stream.steps_per_epoch(source.num_examples, batch_size)  # checks batch_size <= num_examples
     local = batch_size // process_count
-    mine = slice(process_index * local, (process_index + 1) * local)
-    key = jax.random.fold_in(jax.random.PRNGKey(seed), DATA_KEY)
-
-    @functools.lru_cache(maxsize=2)
-    def permutation(epoch: int) -> np.ndarray:  # `stream.batch_indices`, one permutation per epoch
-        return np.asarray(stream.epoch_permutation(key, source.num_examples, epoch))
+    read = step_reader(source, batch_size, seed, flip=flip, flip_as_example=flip_as_example,
+                       rows=slice(process_index * local, (process_index + 1) * local))
 
     def batch_at(step: int) -> dict[str, np.ndarray]:
-        start = (step % spe) * batch_size
-        index = permutation(step // spe)[start:start + batch_size][mine]
-        flips = flip_mask(seed, step, batch_size)[mine] if flip else np.zeros(local, bool)
-        images, labels = source.read(index)
-        images = np.where(flips[:, None, None, None], images[:, :, ::-1], images)
-        batch = {"x1": images, "index": index, "flip": flips}
-        if labels is not None:
-            batch["label"] = labels
-        return {k: v.reshape((local_devices, local // local_devices) + v.shape[1:]) for k, v in batch.items()}
+        return {k: v.reshape((local_devices, local // local_devices) + v.shape[1:]) for k, v in read(step).items()}
 
     steps = grain.MapDataset.range(0, sys.maxsize).map(batch_at)
     iterator = iter(steps.to_iter_dataset(grain.ReadOptions(num_threads=prefetch, prefetch_buffer_size=prefetch)))
     iterator.set_state({"next_index": start_step})
     return iterator
+
+
+# data.name of the image data sets -> TFDS name ("folder": `folder_source` at data.data_dir).
+DATASETS = {
+    "cifar10": "cifar10",
+    "imagenet32": "imagenet_resized/32x32",
+    "imagenet64": "imagenet_resized/64x64",
+    "celeba_hq256": "celeb_a_hq/256",
+    "lsun_bedroom": "lsun/bedroom",
+}
+
+
+def is_image_dataset(name: str) -> bool:
+    """Whether ``data.name`` is read through an `ImageSource` (a TFDS data set or an image folder)."""
+    return name in DATASETS or name == "folder"
+
+
+def subset(source: ImageSource, num_examples: int) -> ImageSource:
+    """The first ``num_examples`` examples of ``source``."""
+    if not 0 < num_examples <= source.num_examples:
+        raise ValueError(f"data.num_train={num_examples} must be in [1, {source.num_examples}] for this data set.")
+
+    def read(indices: np.ndarray):
+        indices = np.asarray(indices)
+        if indices.size and (indices.min() < 0 or indices.max() >= num_examples):
+            raise IndexError(f"index outside the first {num_examples} examples")
+        return source.read(indices)
+
+    return source._replace(num_examples=num_examples, read=read)
+
+
+def source_from_config(data: Any, split: str | None = None) -> ImageSource:
+    """The `ImageSource` of a config's ``data`` block (``data.split`` unless ``split`` is given).
+
+    ``data.name`` is a key of `DATASETS` (TFDS, prepared under ``data.data_dir`` or TFDS's
+    default) or ``"folder"`` (images under ``data.data_dir``, ``data.image_size`` required);
+    ``data.image_size`` 0 keeps the native size; ``data.num_train`` > 0 keeps the first examples
+    (training split only).
+    """
+    split = split or data.split
+    if data.name == "folder":
+        if not data.data_dir or not data.image_size:
+            raise ValueError("data.name='folder' reads the images under data.data_dir: set --config.data.data_dir=DIR "
+                             "and --config.data.image_size (e.g. 64).")
+        source = folder_source(data.data_dir, data.image_size)
+    elif data.name in DATASETS:
+        source = tfds_source(DATASETS[data.name], split, data.data_dir or None, data.image_size or None)
+    else:
+        raise ValueError(f"{data.name!r} is not an image data set; choose one of {sorted(DATASETS) + ['folder']}.")
+    if data.num_train and split == data.split:
+        source = subset(source, data.num_train)
+    return source

@@ -1,0 +1,31 @@
+"""Shared builder of the paper-scale image configs (GPU/TPU runs; nothing here runs on a laptop CPU).
+
+Each config file cites the table its values come from; fields a paper does not state are said to be
+chosen and are in the config file's docstring. Data are read by index from a prepared TFDS data set
+(see README, "Image data sets"); FID needs a converted Inception file (``eval.inception_weights``).
+"""
+from configs import default
+
+
+def image_config(data: str, preset: str, *, coupling: str, batch_size: int, num_steps: int, learning_rate: float,
+                 warmup_steps: int, ema_decay: float, seed: int = 0):
+    config = default.get_config()
+    config.data.name, config.data.source = data, "normal"
+    config.data.random_flip = True
+    config.model.name, config.model.preset = "unet", preset
+    config.coupling.name = coupling
+    config.loss.sigma = 0.0
+    config.optim.learning_rate, config.optim.warmup_steps = learning_rate, warmup_steps
+    config.optim.schedule, config.optim.grad_clip = "constant", 1.0
+    config.training.batch_size, config.training.num_steps = batch_size, num_steps
+    config.training.ema_decay, config.training.seed = ema_decay, seed
+    config.training.log_every, config.training.checkpoint_every, config.training.keep_checkpoints = 1_000, 20_000, 3
+    config.eval.num_samples, config.eval.batch_size = 50_000, 500
+    config.eval.num_path_samples, config.eval.num_plot_paths = 1_000, 0
+    config.sampling.num_samples = 64
+    return config
+
+
+def epochs_to_steps(epochs: float, num_examples: int, batch_size: int) -> int:
+    """Training steps of ``epochs`` passes over ``num_examples`` (whole batches per epoch)."""
+    return int(round(epochs * (num_examples // batch_size)))

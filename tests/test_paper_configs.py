@@ -1,0 +1,149 @@
+"""Paper-scale image configs: their values are the papers' tables; each builds at full size and its
+whole train step traces (shapes, on mocked TFDS data); the distinct code paths take real steps.
+
+A full-size UNet step compiles for minutes on this 2-core CPU, so the full-size step is abstractly
+evaluated (`jax.eval_shape`: the whole pmapped step is traced, nothing runs), and real steps run
+with the configs' UNets shrunk (8 channels, 1 level, 1 block) at 8 px on the mocked data.
+"""
+import functools
+import os
+
+import flax
+import jax
+import numpy as np
+import pytest
+from ml_collections import config_flags
+
+from flowjax import train
+from flowjax.data import images, stream
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAPER = ("rf_cifar10", "loom_cifar10", "loom_imagenet32", "loom_imagenet64", "dansm_cifar10:rf", "dansm_cifar10:dm",
+         "dansm_imagenet64")
+
+
+def load(name):
+    path, _, arg = name.partition(":")
+    module = config_flags.config_flags._LoadConfigModule("config", os.path.join(ROOT, "configs", f"{path}.py"))
+    return module.get_config(arg) if arg else module.get_config()
+
+
+# (data, preset, coupling, batch, steps, lr, warm-up, EMA, caches, match size) as the papers' tables say
+EXPECTED = {
+    # LOOM-CFM Table 4: 1000 epochs = 391k its, 200 epochs = 500k, 100 epochs = 1334k
+    "loom_cifar10": ("cifar10", "adm_cifar10", "loom", 128, 391_000, 2e-4, 5_000, 0.9999, 4, 0),
+    "loom_imagenet32": ("imagenet32", "adm_imagenet32", "loom", 512, 500_000, 1e-4, 20_000, 0.9999, 1, 0),
+    "loom_imagenet64": ("imagenet64", "adm_imagenet64", "loom", 96, 1_334_000, 1e-4, 20_000, 0.9999, 1, 0),
+    # DANSM Table 1 (ms 10,000, 500 epochs) and Table 4 (ms 1,000, 1000 epochs); batch 250 chosen
+    "dansm_cifar10:rf": ("cifar10", "ddpmpp_cifar10", "dansm", 250, 100_000, 1e-4, 0, 0.999, 1, 10_000),
+    "dansm_cifar10:dm": ("cifar10", "ddpm_cifar10", "dansm", 250, 200_000, 1e-4, 0, 0.999, 1, 1_000),
+    "dansm_imagenet64": ("imagenet64", "ddpmpp_cifar10", "dansm", 250, 1_024_800, 1e-4, 0, 0.999, 1, 1_000),
+    # rectified flow's released config (score_sde CIFAR-10 defaults)
+    "rf_cifar10": ("cifar10", "ddpmpp_cifar10", "independent", 128, 1_300_000, 2e-4, 5_000, 0.999999, 1, 0),
+}
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_config_values_are_the_papers(name):
+    c = load(name)
+    got = (c.data.name, c.model.preset, c.coupling.name, c.training.batch_size, c.training.num_steps,
+           c.optim.learning_rate, c.optim.warmup_steps, c.training.ema_decay, c.coupling.num_caches,
+           c.coupling.match_size)
+    assert got == EXPECTED[name]
+    assert c.optim.grad_clip == 1.0 and c.optim.schedule == "constant" and c.data.random_flip
+    assert c.loss.sigma == (1e-7 if name.startswith("loom") else 0.0)  # LOOM Table 4: CFM sigma 1e-7
+    assert c.data.flip_as_example == name.startswith("loom")
+    dm = name.endswith(":dm")
+    assert (c.loss.name, c.loss.interpolant) == (("epsilon", "vp_linear") if dm else ("flow_matching", "linear"))
+    assert c.eval.num_samples == 50_000
+
+
+def test_dansm_cifar10_rejects_unknown_variant():
+    with pytest.raises(ValueError, match=":rf .* :dm"):
+        load("dansm_cifar10:ve")
+
+
+def _abstract_init(monkeypatch):
+    original = train.init_state
+    monkeypatch.setattr(train, "init_state", lambda model, tx, x, key: jax.eval_shape(
+        functools.partial(original, model, tx), x, key))
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_full_size_step_traces_on_mocked_data(name, mock_tfds, monkeypatch):
+    """The full-size model and the config's whole train step (coupling, loss, update) at a reduced batch."""
+    config = load(name)
+    config.training.batch_size = 8
+    # pools are matched on the host before the step, whatever their size; 12 mocked images make a pool here
+    config.coupling.match_size = min(config.coupling.match_size, 12)
+    _abstract_init(monkeypatch)
+    exp = train.setup(config)
+    side = {"cifar10": 32, "imagenet32": 32, "imagenet64": 64}[config.data.name]
+    params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(exp.state.params))
+    assert params > 30e6  # paper-size networks (35.7M to 186.6M, benchmarks/unet_params.py)
+    batch, _ = train.make_batch_fn(config, exp)(0)
+    ndev = jax.local_device_count()
+    assert batch["x1"].shape == (ndev, 8 // ndev, side, side, 3)
+    rep = jax.tree.map(lambda s: jax.ShapeDtypeStruct((ndev,) + tuple(s.shape), s.dtype), exp.state)
+    new_state, metrics = jax.eval_shape(train.pmapped_train_step(config, exp), rep, batch, jax.random.PRNGKey(1))
+    assert jax.tree.map(lambda s: s.shape, new_state.params) == jax.tree.map(lambda s: s.shape, rep.params)
+    assert metrics["loss"].shape == (ndev,)
+    if config.coupling.name == "loom":  # one seed row per example and flip variant (LOOM code: flips are examples)
+        assert exp.state.coupling_state["seeds"].shape == (2 * 12, config.coupling.num_caches)
+
+
+def _shrink(config):
+    """The config at batch 8 with its UNet (same layout and blocks) at one level of 8 channels on 8 px."""
+    config.training.batch_size, config.data.image_size = 8, 8
+    config.model.base_channels, config.model.channel_mults, config.model.num_res_blocks = 8, (1,), 1
+    config.model.head_channels, config.model.attention_resolutions = 8, (8,)
+    return config
+
+
+def test_loom_cifar10_real_steps_with_flips_as_examples(mock_tfds):
+    """Two real steps of the LOOM CIFAR-10 config on mocked CIFAR-10: the flipped images are examples of
+    their own, and only the seeds of the examples of the batches are re-matched."""
+    config = _shrink(load("loom_cifar10"))
+    exp = train.setup(config)
+    batch_fn, p_step = train.make_batch_fn(config, exp), train.pmapped_train_step(config, exp)
+    n = exp.images.num_examples
+    batches = [batch_fn(step)[0] for step in range(2)]
+    batch = batches[1]
+    index = batch["index"].reshape(-1)
+    key = jax.random.fold_in(jax.random.PRNGKey(config.training.seed), images.DATA_KEY)
+    np.testing.assert_array_equal(index % n, stream.batch_indices(key, n, 8, 1))  # the stream's order
+    flipped = index >= n
+    np.testing.assert_array_equal(flipped, images.flip_mask(config.training.seed, 1, 8))
+    originals = exp.images.get(index % n)
+    want = np.where(flipped[:, None, None, None], originals[:, :, ::-1], originals)
+    np.testing.assert_array_equal(batch["x1"].reshape(want.shape), want)
+
+    state = flax.jax_utils.replicate(exp.state)
+    for step in range(2):
+        state, metrics = p_step(state, batches[step], jax.random.PRNGKey(step))
+        assert np.isfinite(float(metrics["loss"][0]))
+    state = flax.jax_utils.unreplicate(state)
+    seeds, before = np.asarray(state.coupling_state["seeds"]), np.asarray(exp.state.coupling_state["seeds"])
+    assert seeds.shape == (2 * n, 4)
+    assert sorted(seeds.ravel()) == sorted(before.ravel())  # LOOM permutes seeds, never makes new ones
+    touched = {int(i) for b in batches for i in b["index"].ravel()}
+    untouched = sorted(set(range(2 * n)) - touched)
+    np.testing.assert_array_equal(seeds[untouched], before[untouched])
+
+
+def test_dansm_cifar10_dm_real_step_on_pools(mock_tfds):
+    """A real step of the DANSM diffusion-model config: pools of images matched to noise by the greedy
+    matcher (cost never above the unmatched pool's), epsilon loss summed over pixels."""
+    config = _shrink(load("dansm_cifar10:dm"))
+    config.coupling.match_size = 12
+    exp = train.setup(config)
+    batch_fn = train.make_batch_fn(config, exp)
+    batch, info = batch_fn(0)
+    assert info["coupling/cost_after"] <= info["coupling/cost_before"]
+    plain = images.step_reader(exp.images, 8, config.training.seed, flip=True)(0)
+    np.testing.assert_array_equal(batch["x1"].reshape(plain["x1"].shape), plain["x1"])  # same data as without pools
+    again, _ = train.make_batch_fn(config, exp)(0)  # pools are a function of the step: restart gives the same pairs
+    np.testing.assert_array_equal(again["x0"], batch["x0"])
+    _, metrics = train.pmapped_train_step(config, exp)(flax.jax_utils.replicate(exp.state), batch, jax.random.PRNGKey(1))
+    # summed over 8 x 8 x 3 features: an untrained (zero-output) network's loss is E||eps||^2 = 192 (sd 20/sqrt(8))
+    assert 160 < float(metrics["loss"][0]) < 225
