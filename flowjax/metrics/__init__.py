@@ -7,17 +7,25 @@ re-exported here because they would shadow the modules of the same names.
 """
 from flowjax.metrics import fd_digits, fid, paths, straightness, wasserstein
 from flowjax.metrics.straightness import (
+    acceleration,
+    acceleration_trajectory,
+    average_straightness,
     curvature,
     curvature_from_path,
     euler_trajectory,
     loom_curvature,
     loom_curvature_from_velocities,
+    piecewise_straightness,
+    rectified_straightness,
     straightness_from_path,
     trajectory_metrics,
 )
 from flowjax.metrics.wasserstein import gaussian_w2, w2
 
 __all__ = [
+    "acceleration",
+    "acceleration_trajectory",
+    "average_straightness",
     "curvature",
     "curvature_from_path",
     "euler_trajectory",
@@ -27,6 +35,8 @@ __all__ = [
     "loom_curvature",
     "loom_curvature_from_velocities",
     "paths",
+    "piecewise_straightness",
+    "rectified_straightness",
     "straightness",
     "straightness_from_path",
     "trajectory_metrics",

@@ -12,6 +12,10 @@ t = 1 noise to t = 0 data, which is the same trajectory with time reversed — i
   curvature = straightness / D on the same trajectory (D = number of features).
 - ``loom_curvature``: Davtyan et al. (LOOM-CFM, Sec. 4.1, Fig. 6),
   1 − v̄(t)ᵀ v̄(t + Δt) between the normalised velocities at consecutive grid times.
+- ``average_straightness`` / ``piecewise_straightness``: Bansal et al. 2024 (Def. 3.3), AS
+  γ₁ = ∫₀¹ E‖a(t)‖² dt and PWS γ₂,T = max_j T ∫_{I_j} E‖a(t)‖² dt, with the acceleration
+  a = d/dt v(Z_t, t) = ∂_t v + J_x v · v from one `jax.jvp` per step (`acceleration`);
+  ``rectified_straightness`` gives S, AS and PWS from one simulation.
 
 The ``*_from_path`` helpers take the arrays of one simulation, so an evaluation harness can
 compute all three from a single `euler_trajectory` (see `trajectory_metrics`).
@@ -118,4 +122,123 @@ def trajectory_metrics(
         "straightness": straightness_from_path(path, velocities),
         "curvature": curvature_from_path(path, velocities),
         "loom_curvature": loom_curvature_from_velocities(velocities)[0],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Acceleration-based straightness (Bansal et al. 2024, Def. 3.3): AS γ₁ and PWS γ₂,T
+# --------------------------------------------------------------------------------------------
+
+
+def _velocity_and_acceleration(
+    velocity_fn: VelocityFn, x: jax.Array, t: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """(v(x, t), a(x, t)) with a = ∂_t v + J_x v · v from one evaluation and one `jax.jvp`."""
+    v = velocity_fn(x, t)
+    _, a = jax.jvp(velocity_fn, (x, t), (v, jnp.ones_like(t)))
+    return v, a
+
+
+def acceleration(velocity_fn: VelocityFn, x: jax.Array, t: jax.Array) -> jax.Array:
+    """Acceleration along the flow, a = d/dt v(Z_t, t) = ∂_t v + J_x v · v at Z_t = x.
+
+    One forward-mode `jax.jvp` of (x, t) ↦ v(x, t) with tangents (v(x, t), 1); no Jacobian is
+    formed, so it runs on image models. The time tangent is ``ones_like(t)``: for a [B] vector t
+    every sample's clock advances at rate 1, and for a scalar t (broadcast inside ``velocity_fn``)
+    the single tangent 1 moves all samples' times together — both give the per-sample total derivative.
+
+    Args:
+      velocity_fn: ``velocity_fn(x [B, ...], t) -> v [B, ...]`` with t of shape [B] (or scalar,
+        if the function accepts one).
+      x: [B, ...] points on the trajectories.
+      t: [B] or scalar time(s) in x's float dtype.
+
+    Returns:
+      a [B, ...], shaped like x.
+    """
+    return _velocity_and_acceleration(velocity_fn, x, jnp.asarray(t, x.dtype))[1]
+
+
+def acceleration_trajectory(
+    velocity_fn: VelocityFn, x0: jax.Array, num_steps: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The Euler simulation of `euler_trajectory` plus the acceleration at every grid point.
+
+    Returns:
+      path: [N + 1, B, ...] (as `euler_trajectory`).
+      velocities: [N, B, ...], velocities[k] = v(path[k], t_k).
+      acc_sq: [N], acc_sq[k] = mean_b ‖a(path[k], t_k)‖² (squared norm over all non-batch axes).
+    """
+    dt = 1.0 / num_steps
+
+    def step(x, k):
+        t = jnp.full((x.shape[0],), k * dt, dtype=x.dtype)
+        v, a = _velocity_and_acceleration(velocity_fn, x, t)
+        return x + dt * v, (x, v, jnp.mean(jnp.sum(a.reshape(a.shape[0], -1) ** 2, axis=-1)))
+
+    x1, (states, velocities, acc_sq) = jax.lax.scan(step, x0, jnp.arange(num_steps))
+    return jnp.concatenate([states, x1[None]], axis=0), velocities, acc_sq
+
+
+def _check_pieces(num_steps: int, num_pieces: int) -> None:
+    """ValueError unless num_pieces ≥ 1 divides num_steps."""
+    if num_pieces < 1 or num_steps % num_pieces:
+        raise ValueError(
+            f"Piece-wise straightness needs num_pieces ≥ 1 dividing num_steps (each of the T equal "
+            f"intervals must hold whole Euler steps), got num_steps={num_steps}, num_pieces={num_pieces}."
+        )
+
+
+def average_straightness_from_acc(acc_sq: jax.Array) -> jax.Array:
+    """AS γ₁ ≈ (1/N) Σ_k E‖a(t_k)‖² (left-point rule) from `acceleration_trajectory`'s acc_sq."""
+    return jnp.mean(acc_sq)
+
+
+def piecewise_straightness_from_acc(acc_sq: jax.Array, num_pieces: int) -> jax.Array:
+    """PWS γ₂,T ≈ max_j mean_{k ∈ I_j} E‖a(t_k)‖² over T = num_pieces equal blocks of the [N] grid values.
+
+    T ∫_{I_j} E‖a‖² dt with the left-point rule is the mean of the N / T grid values in block j.
+    """
+    _check_pieces(acc_sq.shape[0], num_pieces)
+    return jnp.max(jnp.mean(acc_sq.reshape(num_pieces, -1), axis=1))
+
+
+def average_straightness(velocity_fn: VelocityFn, x0: jax.Array, num_steps: int = 100) -> jax.Array:
+    """Average straightness (AS, Bansal et al. Def. 3.3) γ₁ = ∫₀¹ E‖a(t)‖² dt along Euler paths from x0.
+
+    Quadrature: the left-point rule on the Euler grid, γ₁ ≈ (1/N) Σ_{k<N} mean_b ‖a(Z_{t_k}, t_k)‖²
+    with t_k = k / N and Z the Euler path (as the authors' ``gamma_st``, which averages grid values);
+    its error is O(1/N) from the rule plus the Euler path's O(1/N) deviation. One `jax.jvp` per step.
+    """
+    return average_straightness_from_acc(acceleration_trajectory(velocity_fn, x0, num_steps)[2])
+
+
+def piecewise_straightness(
+    velocity_fn: VelocityFn, x0: jax.Array, num_steps: int = 100, num_pieces: int = 10
+) -> jax.Array:
+    """Piece-wise straightness (PWS, Bansal et al. Def. 3.3) γ₂,T = max_j T ∫_{I_j} E‖a(t)‖² dt, T = pieces.
+
+    Same trajectory and left-point quadrature as `average_straightness`; each of the T equal
+    intervals I_j = [j/T, (j+1)/T) holds num_steps / T grid points, so num_steps must be a multiple
+    of num_pieces (ValueError otherwise). γ₁ ≤ γ₂,T ≤ T γ₁ holds exactly for these sums.
+    """
+    _check_pieces(num_steps, num_pieces)
+    return piecewise_straightness_from_acc(acceleration_trajectory(velocity_fn, x0, num_steps)[2], num_pieces)
+
+
+def rectified_straightness(
+    velocity_fn: VelocityFn, x0: jax.Array, num_steps: int = 100, num_pieces: int = 10
+) -> dict[str, jax.Array]:
+    """S (Liu et al.), AS γ₁ and PWS γ₂,T (T = num_pieces) from one Euler simulation of num_steps.
+
+    Returns {"straightness", "average_straightness", "piecewise_straightness"}; all three use the
+    same path and left-point rule (see `average_straightness`). For a continuous flow
+    S ≤ γ₁ / 3 ≤ γ₁ ≤ γ₂,T ≤ T γ₁ (Lemma 3.4 of the theory paper and the brief's sharper bound).
+    """
+    _check_pieces(num_steps, num_pieces)
+    path, velocities, acc_sq = acceleration_trajectory(velocity_fn, x0, num_steps)
+    return {
+        "straightness": straightness_from_path(path, velocities),
+        "average_straightness": average_straightness_from_acc(acc_sq),
+        "piecewise_straightness": piecewise_straightness_from_acc(acc_sq, num_pieces),
     }
