@@ -1,9 +1,11 @@
 """flowjax entry point.
 
-    python main.py --config=configs/quickstart.py --workdir=runs/quickstart [--mode=train|eval|sample]
+    python main.py --config=configs/quickstart.py --workdir=runs/quickstart [--mode=train|eval|sample|pairs]
 
 --mode=train trains (resuming from the workdir's latest checkpoint) and then runs the evaluation
-sweep once; --mode=eval evaluates the latest checkpoint; --mode=sample writes samples.
+sweep once; --mode=eval evaluates the latest checkpoint; --mode=sample writes samples; --mode=pairs
+writes (x0, x1) pairs of the latest checkpoint for reflow / distillation (pairs.*, resumable; see
+flowjax/rectify.py and configs/reflow_8gaussians_moons.py).
 Any config field can be overridden: --config.training.batch_size=64.
 """
 import os
@@ -12,22 +14,35 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from flowjax import evaluate, train
+from flowjax import evaluate, rectify, train
 from flowjax.data import images
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file, e.g. configs/quickstart.py.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and eval/ outputs.")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "sample"], "What to run.")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "pairs"], "What to run.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def run(config, workdir: str, mode: str, config_name: str) -> None:
-    evaluate.validate(config)  # before training, not after it
+    eval_config = rectify.evaluation_config(config)  # runs on pairs are evaluated against the teacher's data
+    evaluate.validate(eval_config)  # before training, not after it
+    if mode == "pairs":
+        rectify.validate(config)
     exp = train.setup(config)
     state = train.train(config, workdir, exp) if mode == "train" else train.load_checkpoint(config, workdir, exp)
     params, step = (state.ema_params if config.eval.use_ema else state.params), int(state.step)
     apply_fn, source_one = exp.velocity_fn, exp.source_one
+    if mode == "pairs":
+        teacher = {"workdir": os.path.abspath(workdir), "config": config_name, "step": step,
+                   "use_ema": bool(config.eval.use_ema)}
+        out = rectify.generate_pairs(config, apply_fn, params, source_one, rectify.output_dir(config, workdir), teacher)
+        p = config.pairs
+        print(f"{p.num_pairs} pairs of step {step} ({p.solver}, NFE {'adaptive' if p.solver == 'dopri5' else p.nfe}) "
+              f"in {os.path.abspath(out)}\nTrain on them with --config.data.name=pairs --config.data.data_dir="
+              f"{os.path.abspath(out)} (e.g. configs/reflow_8gaussians_moons.py).")
+        return
+    config = eval_config
     if mode == "sample":
         path = evaluate.write_samples(config, workdir, apply_fn, params, source_one)
         print(f"Wrote {config.sampling.num_samples} samples ({config.sampling.solver}, NFE {config.sampling.nfe}) to {path}")

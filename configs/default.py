@@ -13,14 +13,16 @@ def get_config() -> ml_collections.ConfigDict:
     config.data = data = ml_collections.ConfigDict()
     # target (t = 1): 8gaussians | moons | checkerboard | circles | normal | digits (2-D toys and the offline
     # digits), or an image data set read by index: cifar10 | imagenet32 | imagenet64 | celeba_hq256 |
-    # lsun_bedroom (TFDS, prepared as ArrayRecord) | folder (PNG/JPEG files under data.data_dir)
+    # lsun_bedroom (TFDS, prepared as ArrayRecord) | folder (PNG/JPEG files under data.data_dir) |
+    # pairs (a teacher's stored (x0, x1) pairs in data.data_dir, written by main.py --mode=pairs: reflow)
     data.name = "moons"
     data.source = "normal"  # noise (t = 0): normal, or a toy name (e.g. 8gaussians -> moons)
     data.test_seed = 12345  # fixed held-out test set, disjoint key from training draws
     data.num_train = 0  # 0: fresh samples every step; N > 0: a fixed training set of N points, read in epochs
     data.train_seed = 0  # the fixed training set's seed (num_train > 0)
     data.image_size = 0  # 0: native size; digits: 8 or 16 (bilinear); images: resized to this side
-    data.data_dir = ""  # TFDS data_dir ("" : $TFDS_DATA_DIR or ~/tensorflow_datasets); data.name=folder: the folder
+    data.data_dir = ""  # TFDS data_dir ("" : $TFDS_DATA_DIR or ~/tensorflow_datasets); data.name=folder: the folder;
+    # data.name=pairs: the pairs directory (its first data.num_train pairs if > 0)
     data.split = "train"  # TFDS split trained on (images)
     data.random_flip = True  # images: random horizontal flips
     data.flip_as_example = False  # images: a flipped image is an example of its own (LOOM-CFM code: own noise cache)
@@ -57,7 +59,7 @@ def get_config() -> ml_collections.ConfigDict:
     loss.sigma_min = 1e-4  # gaussian_cfm only
     loss.sigma = 0.0  # Gaussian perturbation of x_t (I-CFM's sigma)
     loss.feature_reduction = "mean"  # per-example error: mean over features, or "sum" (DDPM/ermongroup code)
-    loss.time_sampler = "uniform"  # uniform | logit_normal
+    loss.time_sampler = "uniform"  # uniform | logit_normal | zero (t = 0 only: one-step distillation on pairs)
     loss.time_mean = 0.0  # logit_normal
     loss.time_std = 1.0  # logit_normal
 
@@ -104,4 +106,15 @@ def get_config() -> ml_collections.ConfigDict:
     sampling.nfe = 8
     sampling.num_samples = 1_000
     sampling.seed = 2
+
+    # --mode=pairs (flowjax/rectify.py): (x0, x1) pairs of the workdir's trained model, for reflow / distillation.
+    # Liu et al. (2023) generate their reflow pairs with scipy's RK45 (dopri5 here, tolerance eval.dopri5_tol).
+    config.pairs = pairs = ml_collections.ConfigDict()
+    pairs.num_pairs = 10_000
+    pairs.shard_size = 1_000  # pairs per file pairs-SSSSS-of-NNNNN.npz
+    pairs.batch_size = 500  # pairs integrated per call (memory), chunks aligned to the shard
+    pairs.solver = "dopri5"  # any eval solver name
+    pairs.nfe = 100  # fixed-step solvers only
+    pairs.seed = 3  # noise of pair i: fold_in(PRNGKey(seed), i)
+    pairs.output_dir = ""  # "": <workdir>/pairs
     return config

@@ -11,7 +11,8 @@ gradient on 1 or N devices (for couplings solved per device, up to how the batch
 
 The data of each step come from `data.stream`: fresh draws, or an epoch-wise shuffled batch of a
 fixed training set (``data.num_train``, the digits, or an image data set read by index through
-`data.images`), which LOOM-CFM's assignment state indexes.
+`data.images`), which LOOM-CFM's assignment state indexes. ``data.name = "pairs"`` trains on a teacher's
+stored (x0, x1) pairs (`flowjax.rectify`): its batches carry the stored noise "x0" of each x1.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from absl import logging
 from jax import lax
 
 from flowjax import couplings, interpolants, losses, models, predictions
-from flowjax.data import digits, images, stream, toy2d
+from flowjax.data import digits, images, pairs, stream, toy2d
 
 AXIS = "batch"
 # What the network predicts for each loss.name: a velocity (flow matching) or the noise (DDPM's epsilon loss).
@@ -87,6 +88,23 @@ def data_setup(cfg: ml_collections.ConfigDict) -> tuple[Callable | None, Callabl
         return data_fn, lambda key: jax.random.normal(key, shape), train_x
     source_fn = toy2d.get_sampler(cfg.source)
     return data_fn, lambda key: source_fn(key, 1)[0], train_x
+
+
+def pairs_setup(cfg: ml_collections.ConfigDict) -> tuple[Callable, jax.Array, jax.Array]:
+    """(source_one, stored noise x0 [N, ...], stored x1 [N, ...]) of ``data.name = "pairs"``.
+
+    The pairs of ``data.data_dir`` (its first ``data.num_train`` if > 0) are the fixed training set;
+    ``source_one`` draws the teacher's noise (its data.source: N(0, I) or a 2-D toy), used for evaluation.
+    """
+    x0, x1 = pairs.load_pairs(cfg.data_dir, cfg.num_train)
+    teacher = pairs.read_manifest(cfg.data_dir).get("data") or {}
+    source = teacher.get("source", "normal")
+    if source == "normal" or images.is_image_dataset(teacher.get("name", "")) or teacher.get("name") == "digits":
+        source_one = lambda key: jax.random.normal(key, x0.shape[1:])
+    else:
+        source_fn = toy2d.get_sampler(source)
+        source_one = lambda key: source_fn(key, 1)[0]
+    return source_one, jnp.asarray(x0), jnp.asarray(x1)
 
 
 def make_train_step(config: ml_collections.ConfigDict, apply_fn: Callable, tx: optax.GradientTransformation,
@@ -159,9 +177,11 @@ def make_batch_fn(config: ml_collections.ConfigDict, exp: "Experiment") -> Calla
     key = jax.random.fold_in(jax.random.PRNGKey(config.training.seed), images.DATA_KEY)
     if exp.train_x is not None:
         train_x, spe = exp.train_x, stream.steps_per_epoch(exp.train_x.shape[0], global_batch)
+        train_x0 = exp.train_x0  # stored noise of each example (pairs), or None
         # Same indices as stream.batch_indices, with each epoch's permutation computed once.
         permutation = jax.jit(lambda epoch: stream.epoch_permutation(key, train_x.shape[0], epoch))
-        take = jax.jit(lambda perm, k: (lambda i: (train_x[i], i))(lax.dynamic_slice_in_dim(perm, k * global_batch, global_batch)))
+        rows = lambda i: (train_x[i], i) if train_x0 is None else (train_x[i], i, train_x0[i])
+        take = jax.jit(lambda perm, k: rows(lax.dynamic_slice_in_dim(perm, k * global_batch, global_batch)))
         epochs: dict[int, jax.Array] = {}
 
         def global_at(step):
@@ -185,8 +205,10 @@ def make_batch_fn(config: ml_collections.ConfigDict, exp: "Experiment") -> Calla
     shard = lambda a: a[offset:offset + local].reshape((ndev, local // ndev) + a.shape[1:])
 
     def batch_fn(step: int) -> tuple[dict, dict]:
-        x1, index = global_at(step)
+        x1, index, *stored = global_at(step)
         batch, info = {"x1": x1, "index": index}, {}
+        if stored:
+            batch["x0"] = stored[0]
         if pools is not None:
             batch["x0"], info = pools(step)
         return jax.tree.map(shard, batch), info
@@ -240,13 +262,21 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str, record: bool 
     if os.path.exists(path):
         with open(path) as f:
             saved = json.load(f)
-        diffs = []
+        diffs, added = [], []
         for key in RUN_IDENTITY:
             a, b = saved, current
             for part in key.split("."):
                 a, b = a.get(part), b.get(part)
-            if a != b:
+            if isinstance(a, dict) and isinstance(b, dict):
+                # Fields new in flowjax since the run started are absent from its config.json: a new field's
+                # default keeps the old behaviour, so they are not a difference (they are recorded below).
+                added += [f"{key}.{k}" for k in b if k not in a]
+                diffs += [f"{key}.{k}: {a[k]} in the workdir, {b.get(k, '(no such field)')} now"
+                          for k in a if a[k] != b.get(k)]
+            elif a != b:
                 diffs.append(f"{key}: {a} in the workdir, {b} now")
+        if added:
+            logging.info("Workdir %s predates config fields %s; resuming with their current values.", workdir, added)
         if diffs:
             raise ValueError(
                 f"Workdir {workdir} holds a run of another config ({'; '.join(diffs)}). Nothing was changed. "
@@ -282,6 +312,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
                          "set and data.random_flip=True.")
     if images.is_image_dataset(config.data.name):
         return  # a fixed training set whose size is known once the data set is opened (images.batches checks it)
+    if config.data.name == "pairs":
+        if config.coupling.name != "independent":
+            raise ValueError(
+                f"data.name='pairs' trains on the stored (x0, x1) pairs as they are, but coupling.name="
+                f"{config.coupling.name!r} would re-pair them. Set --config.coupling.name=independent (the pairs "
+                "carry their teacher's coupling: for LOOM + reflow, train the teacher with LOOM and take its pairs).")
+        if not config.data.data_dir:
+            raise ValueError("data.name='pairs' needs the pairs directory: --config.data.data_dir=<teacher workdir>/pairs "
+                             "(written by `main.py --mode=pairs` on the teacher's workdir).")
     num_train = training_set_size(config.data)
     if num_train:
         stream.steps_per_epoch(num_train, config.training.batch_size)
@@ -307,6 +346,11 @@ def training_set_size(cfg: ml_collections.ConfigDict, source: images.ImageSource
         return source.num_examples * (2 if cfg.flip_as_example else 1)
     if cfg.name == "digits":
         return cfg.num_train or len(digits.split_indices()[0])
+    if cfg.name == "pairs":
+        stored = pairs.read_manifest(cfg.data_dir)["num_pairs"]
+        if cfg.num_train > stored:
+            raise ValueError(f"data.num_train={cfg.num_train} exceeds the {stored} pairs in {cfg.data_dir}.")
+        return cfg.num_train or stored
     return cfg.num_train
 
 
@@ -340,13 +384,17 @@ class Experiment(NamedTuple):
     train_x: jax.Array | None  # the fixed training set [num_train, ...] in memory, or None
     state: TrainState
     images: images.ImageSource | None = None  # an image data set read by index (data.name in images.DATASETS/folder)
+    train_x0: jax.Array | None = None  # data.name="pairs": the stored noise of each training example, else None
 
 
 def setup(config: ml_collections.ConfigDict) -> Experiment:
     """Model, optimizer, coupling, samplers and the initial state of a config (no side effects)."""
     validate(config)
-    source = None
-    if images.is_image_dataset(config.data.name):
+    source, train_x0 = None, None
+    if config.data.name == "pairs":
+        data_fn = None
+        source_one, train_x0, train_x = pairs_setup(config.data)
+    elif images.is_image_dataset(config.data.name):
         source = images.source_from_config(config.data)
         data_fn, train_x, shape = None, None, source.shape
         source_one = lambda key: jax.random.normal(key, shape)
@@ -366,7 +414,7 @@ def setup(config: ml_collections.ConfigDict) -> Experiment:
     sched = interpolants.schedule(config.loss.interpolant, config.loss.sigma_min)
     prediction = PREDICTION[config.loss.name]
     velocity_fn = lambda params, x, t: predictions.to_velocity(lambda y, s: apply_fn(params, y, s), prediction, sched)(x, t)
-    return Experiment(model, apply_fn, velocity_fn, tx, coupling, data_fn, source_one, train_x, state, source)
+    return Experiment(model, apply_fn, velocity_fn, tx, coupling, data_fn, source_one, train_x, state, source, train_x0)
 
 
 def pmapped_train_step(config: ml_collections.ConfigDict, exp: Experiment) -> Callable:

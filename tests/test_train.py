@@ -114,6 +114,22 @@ def test_workdir_of_another_config_is_refused_untouched(tmp_path):
     assert _snapshot(workdir) == before
 
 
+def test_workdir_from_before_a_new_config_field_resumes(tmp_path):
+    """A run whose config.json lacks a field added to flowjax later resumes; a changed field is still refused."""
+    workdir = str(tmp_path / "run")
+    train.train(tiny_config(**{"training.num_steps": 10}), workdir)
+    path = os.path.join(workdir, "config.json")
+    with open(path) as f:
+        saved = json.load(f)
+    del saved["data"]["split"], saved["loss"]["feature_reduction"]
+    with open(path, "w") as f:
+        json.dump(saved, f)
+    state = train.train(tiny_config(**{"training.num_steps": 20}), workdir)
+    assert int(state.step) == 20
+    with pytest.raises(ValueError, match="another config.*data.num_train"):
+        train.train(tiny_config(**{"training.num_steps": 30, "data.num_train": 64}), workdir)
+
+
 def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
     workdir = str(tmp_path / "run")
     train.train(tiny_config(**{"training.num_steps": 10}), workdir)

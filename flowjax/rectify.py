@@ -1,0 +1,129 @@
+"""k-rectification (reflow) and one-step distillation: pairs of a trained flow, and training on them.
+
+Rectified flow (Liu et al. 2023, "Flow straight and fast"): the k-rectified flow is trained on the
+pairs (Z0, Z1) of the (k-1)-rectified flow, Z1 the solution of its ODE started at fresh noise Z0.
+
+    python main.py --config=configs/icfm_8gaussians_moons.py --workdir=runs/rf1                # 1-RF
+    python main.py --config=configs/icfm_8gaussians_moons.py --workdir=runs/rf1 --mode=pairs   # its pairs
+    python main.py --config=configs/reflow_8gaussians_moons.py --workdir=runs/rf2 \\
+        --config.data.data_dir=runs/rf1/pairs                                                   # 2-RF
+
+Pairs of a 2-RF workdir give 3-RF, and so on; pairs of a LOOM-CFM teacher give LOOM + reflow. Training
+on pairs is ``data.name = "pairs"`` with the independent coupling (the stored pairs are the coupling).
+``loss.time_sampler = "zero"`` trains at t = 0 only: the paper's one-step distillation with the L2
+loss (its LPIPS variant is not implemented).
+
+Pair i's noise is drawn from ``fold_in(PRNGKey(pairs.seed), i)``, so every shard depends on its pair
+indices only: generation is deterministic and resumable (`flowjax.data.pairs.write_pairs`).
+"""
+from __future__ import annotations
+
+import copy
+import os
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from flowjax import evaluate, integrators
+from flowjax.data import pairs as pairs_io
+
+
+def output_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
+    return config.pairs.output_dir or os.path.join(workdir, "pairs")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """The pairs.* settings, before any work."""
+    p = config.pairs
+    for field in ("num_pairs", "shard_size", "batch_size"):
+        if not isinstance(p[field], int) or p[field] < 1:
+            raise ValueError(f"pairs.{field} must be a positive integer, got {p[field]!r}.")
+    sched = evaluate.path_schedule(config)
+    integrators.get(p.solver, schedule=sched)  # raises on an unknown solver name
+    if p.solver != "dopri5" and not integrators.valid_nfe(p.solver, p.nfe):
+        raise ValueError(f"pairs.nfe={p.nfe} is not a valid number of evaluations for pairs.solver={p.solver!r}.")
+
+
+def pair_noise(seed: int, source_one: Callable, indices: jax.Array) -> jax.Array:
+    """The noise of the pairs ``indices`` [n]: pair i from ``fold_in(PRNGKey(seed), i)``."""
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.PRNGKey(seed), indices)
+    return jax.vmap(source_one)(keys)
+
+
+def target_data(data: ml_collections.ConfigDict | dict) -> dict:
+    """The data config of the distribution a run models: its own, or for ``data.name = "pairs"`` the
+    teacher's, read from the pairs' manifest (recursively, so 3-RF finds the 1-RF's data)."""
+    data = data.to_dict() if isinstance(data, ml_collections.ConfigDict) else dict(data)
+    if data.get("name") == "pairs":
+        return dict(pairs_io.read_manifest(data["data_dir"]).get("data") or {})
+    return data
+
+
+def evaluation_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The config the evaluation sweep uses: for a run on pairs, ``data`` becomes the teacher's target
+    data, so samples are compared with the same held-out set as the teacher's."""
+    if config.data.name != "pairs":
+        return config
+    if not config.data.data_dir:
+        raise ValueError("data.name='pairs' needs the pairs directory: --config.data.data_dir=<teacher workdir>/pairs "
+                         "(written by `main.py --mode=pairs` on the teacher's workdir).")
+    data = target_data(config.data)
+    if not data:
+        raise ValueError(f"The pairs in {config.data.data_dir} do not record their target data (manifest 'data'); "
+                         "evaluate them yourself with evaluate.sweep.")
+    config = copy.deepcopy(config)
+    with config.unlocked():  # the teacher's fields over the student's (a manifest may record only some)
+        config.data = ml_collections.ConfigDict({**config.data.to_dict(), **data})
+    return config
+
+
+def generate_pairs(config: ml_collections.ConfigDict, velocity_fn: Callable, params, source_one: Callable,
+                   out_dir: str, teacher: dict | None = None) -> str:
+    """Writes ``pairs.num_pairs`` pairs (x0, x1 = ODE solution from x0 with pairs.solver / pairs.nfe) to
+    ``out_dir``, resuming: only missing shards are generated. Returns ``out_dir``.
+
+    ``teacher``: what produced the pairs (workdir, config file, checkpoint step, EMA or not), recorded
+    in the manifest with the teacher's data config; pairs of another teacher step or other settings
+    are refused (`pairs.write_pairs`).
+    """
+    validate(config)
+    p = config.pairs
+    shape = tuple(int(d) for d in jax.eval_shape(source_one, jax.random.PRNGKey(0)).shape)
+    solve = evaluate.sampler(velocity_fn, p.solver, p.nfe, config.eval.dopri5_tol, evaluate.path_schedule(config),
+                             config.eval.t_end)
+    noise = jax.jit(lambda idx: pair_noise(p.seed, source_one, idx))
+
+    def generate_shard(start: int, stop: int):
+        x0s, x1s = [], []
+        for lo in range(start, stop, p.batch_size):  # chunks aligned to the shard: same work on resume
+            hi = min(stop, lo + p.batch_size)
+            x0 = noise(jnp.arange(lo, hi))
+            x1, _ = solve(params, x0)
+            x0s.append(np.asarray(x0))
+            x1s.append(np.asarray(x1))
+        return np.concatenate(x0s), np.concatenate(x1s)
+
+    manifest = {
+        "num_pairs": p.num_pairs, "shard_size": p.shard_size, "shape": list(shape), "seed": p.seed,
+        "solver": p.solver, "nfe": None if p.solver == "dopri5" else p.nfe,
+        "dopri5_tol": config.eval.dopri5_tol if p.solver == "dopri5" else None, "t_end": config.eval.t_end,
+        "teacher": teacher or {}, "data": target_data(config.data),
+    }
+    shards = pairs_io.num_shards(p.num_pairs, p.shard_size)
+    started = time.time()
+
+    def progress(done: int, total: int, shard: int) -> None:
+        elapsed = time.time() - started
+        logging.info("Pairs: shard %d written (%d/%d shards done, %.1f s).", shard, done, total, elapsed)
+
+    before = len(pairs_io.missing_shards(out_dir, manifest)) if os.path.isfile(
+        os.path.join(out_dir, pairs_io.MANIFEST)) else shards
+    logging.info("Pairs: %d of %d shards of %d pairs to write to %s (%s, NFE %s).", before, shards, p.shard_size,
+                 out_dir, p.solver, manifest["nfe"] or "adaptive")
+    pairs_io.write_pairs(out_dir, generate_shard, manifest, progress=progress)
+    return out_dir
