@@ -27,7 +27,7 @@ setup(
     ],
     extras_require={
         # The image-pipeline tests run the real tfds / grain code on mocked data.
-        "test": ["pytest>=7", "tensorflow-datasets>=4.9", "grain"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "tensorflow-datasets>=4.9", "grain"],
         "data": ["tensorflow-datasets>=4.9", "grain", "importlib_resources"],  # tfds build imports importlib_resources
         "tpu": ["jax[tpu]"],
     },

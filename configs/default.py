@@ -81,6 +81,7 @@ def get_config() -> ml_collections.ConfigDict:
     training.log_every = 200
     training.checkpoint_every = 1_000
     training.keep_checkpoints = 3
+    training.init_from = ""  # a trained run's workdir: start from its EMA parameters (reflow from the teacher)
 
     config.eval = ev = ml_collections.ConfigDict()
     ev.solvers = ("euler", "midpoint", "heun", "rk4", "dopri5")

@@ -38,7 +38,8 @@ AXIS = "batch"
 # What the network predicts for each loss.name: a velocity (flow matching) or the noise (DDPM's epsilon loss).
 PREDICTION = {"flow_matching": "velocity", "epsilon": "epsilon"}
 # Config entries that define what a workdir's run is; the rest (num_steps, eval, logging) may change on resume.
-RUN_IDENTITY = ("data", "model", "coupling", "loss", "optim", "training.seed", "training.batch_size", "training.ema_decay")
+RUN_IDENTITY = ("data", "model", "coupling", "loss", "optim", "training.seed", "training.batch_size", "training.ema_decay",
+                "training.init_from")
 
 
 @flax.struct.dataclass
@@ -264,9 +265,13 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str, record: bool 
             saved = json.load(f)
         diffs, added = [], []
         for key in RUN_IDENTITY:
-            a, b = saved, current
-            for part in key.split("."):
-                a, b = a.get(part), b.get(part)
+            a, b, *parts = saved, current, *key.split(".")
+            for part in parts[:-1]:
+                a, b = a.get(part, {}), b.get(part, {})
+            if parts[-1] not in a and parts[-1] in b:  # a field new in flowjax since the run started
+                added.append(key)
+                continue
+            a, b = a.get(parts[-1]), b.get(parts[-1])
             if isinstance(a, dict) and isinstance(b, dict):
                 # Fields new in flowjax since the run started are absent from its config.json: a new field's
                 # default keeps the old behaviour, so they are not a difference (they are recorded below).
@@ -364,6 +369,30 @@ def checkpoint_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.C
     return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"), options=options)
 
 
+def init_from_run(state: TrainState, workdir: str) -> TrainState:
+    """``state`` with its parameters and EMA parameters set to the EMA parameters of the latest checkpoint
+    in another run's ``workdir`` (a reflow student starting from its teacher, as LOOM-CFM's and rectified
+    flow's reflow runs do). The optimizer and coupling states stay fresh; the networks must match."""
+    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    step = ocp.CheckpointManager(directory).latest_step() if os.path.isdir(directory) else None
+    if step is None:
+        raise FileNotFoundError(f"training.init_from={workdir!r} has no checkpoint in {directory}; train that run "
+                                "first, or clear training.init_from.")
+    raw = ocp.StandardCheckpointer().restore(os.path.join(directory, str(step), "default"))
+    try:
+        params = flax.serialization.from_state_dict(state.params, raw["ema_params"])
+        mismatch = jax.tree.map(lambda a, b: a.shape != b.shape, state.params, params)
+    except (KeyError, ValueError, TypeError) as err:
+        raise ValueError(f"training.init_from={workdir!r}: its network differs from this config's model ({err}); "
+                         "use the teacher's model settings.") from err
+    if any(jax.tree.leaves(mismatch)):
+        raise ValueError(f"training.init_from={workdir!r}: its parameter shapes differ from this config's model; "
+                         "use the teacher's model settings.")
+    params = jax.tree.map(jnp.asarray, params)
+    logging.info("Initialised from the EMA parameters of %s at step %d.", workdir, step)
+    return state.replace(params=params, ema_params=params)
+
+
 def restore_latest(mngr: ocp.CheckpointManager, template: TrainState) -> TrainState | None:
     step = mngr.latest_step()
     if step is None:
@@ -444,6 +473,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, exp: Experiment | Non
     if restored is not None:
         state = restored
         logging.info("Resumed from %s at step %d.", workdir, int(state.step))
+    elif config.training.init_from:
+        state = init_from_run(state, config.training.init_from)
     start, num_steps = int(state.step), config.training.num_steps
 
     p_step = pmapped_train_step(config, exp)

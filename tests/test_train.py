@@ -121,13 +121,29 @@ def test_workdir_from_before_a_new_config_field_resumes(tmp_path):
     path = os.path.join(workdir, "config.json")
     with open(path) as f:
         saved = json.load(f)
-    del saved["data"]["split"], saved["loss"]["feature_reduction"]
+    del saved["data"]["split"], saved["loss"]["feature_reduction"], saved["training"]["init_from"]
     with open(path, "w") as f:
         json.dump(saved, f)
     state = train.train(tiny_config(**{"training.num_steps": 20}), workdir)
     assert int(state.step) == 20
     with pytest.raises(ValueError, match="another config.*data.num_train"):
         train.train(tiny_config(**{"training.num_steps": 30, "data.num_train": 64}), workdir)
+
+
+def test_init_from_starts_at_the_teachers_ema_parameters(tmp_path):
+    teacher = train.train(tiny_config(**{"training.num_steps": 10}), str(tmp_path / "teacher"))
+    student_config = tiny_config(**{"training.num_steps": 0, "training.seed": 7,
+                                    "training.init_from": str(tmp_path / "teacher")})
+    student = train.train(student_config, str(tmp_path / "student"))
+    for got in (student.params, student.ema_params):
+        jax.tree.map(np.testing.assert_array_equal, got, teacher.ema_params)
+    assert int(student.step) == 0 and not np.array_equal(  # a fresh optimizer: Adam's moments are zero
+        jax.tree.leaves(student.opt_state)[1], jax.tree.leaves(teacher.opt_state)[1])
+    with pytest.raises(ValueError, match="network differs|shapes differ"):
+        train.train(tiny_config(**{"model.hidden": (8, 8), "training.init_from": str(tmp_path / "teacher")}),
+                    str(tmp_path / "other"))
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train.train(tiny_config(**{"training.init_from": str(tmp_path / "nowhere")}), str(tmp_path / "third"))
 
 
 def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
