@@ -53,6 +53,8 @@ def test_config_values_are_the_papers(name):
     assert c.optim.grad_clip == 1.0 and c.optim.schedule == "constant" and c.data.random_flip
     assert c.loss.sigma == (1e-7 if name.startswith("loom") else 0.0)  # LOOM Table 4: CFM sigma 1e-7
     assert c.data.flip_as_example == name.startswith("loom")
+    if name.startswith("loom"):  # LOOM App. B / released code (NOTES.md): the plain distance gave the paper's numbers
+        assert c.coupling.cost == "euclidean"
     dm = name.endswith(":dm")
     assert (c.loss.name, c.loss.interpolant) == (("epsilon", "vp_linear") if dm else ("flow_matching", "linear"))
     assert c.eval.num_samples == 50_000
