@@ -171,12 +171,22 @@ def make_batch_fn(config: ml_collections.ConfigDict, exp: "Experiment") -> Calla
     The global batch of a step is a pure function of (training.seed, step): fresh draws from the
     data sampler (data.num_train = 0) or an epoch-wise shuffled batch of the fixed training set.
     It is drawn whole and sliced, so the data order does not depend on the number of devices.
+    An image data set is streamed by `images.batches` (`_image_stream_fn`), unless pools need the
+    global batch of any step: then `images.step_reader` reads it by index, like the other fixed sets.
     """
     global_batch = config.training.batch_size
-    if exp.images is not None:
-        return _image_batch_fn(config, exp)
+    if exp.images is not None and exp.coupling.pool_match is None:
+        return _image_stream_fn(config, exp)
     key = jax.random.fold_in(jax.random.PRNGKey(config.training.seed), images.DATA_KEY)
-    if exp.train_x is not None:
+    if exp.images is not None:
+        read = images.step_reader(exp.images, global_batch, config.training.seed, flip=config.data.random_flip,
+                                  flip_as_example=config.data.flip_as_example)
+
+        @functools.lru_cache(maxsize=1)  # the step often re-reads the last batch its pools read
+        def global_at(step):
+            batch = read(step)
+            return jnp.asarray(batch["x1"]), batch["index"]
+    elif exp.train_x is not None:
         train_x, spe = exp.train_x, stream.steps_per_epoch(exp.train_x.shape[0], global_batch)
         train_x0 = exp.train_x0  # stored noise of each example (pairs), or None
         # Same indices as stream.batch_indices, with each epoch's permutation computed once.
@@ -217,41 +227,20 @@ def make_batch_fn(config: ml_collections.ConfigDict, exp: "Experiment") -> Calla
     return batch_fn
 
 
-def _image_batch_fn(config: ml_collections.ConfigDict, exp: "Experiment") -> Callable:
-    """`make_batch_fn` for an image data set: `images.batches` (grain, prefetched) read in step order.
-
-    The iterator restarts at any step that is not the next one (resume). Pool couplings (DANSM,
-    Immiscible) need the global batch of any step: they read through `images.step_reader` instead.
-    """
+def _image_stream_fn(config: ml_collections.ConfigDict, exp: "Experiment") -> Callable:
+    """`make_batch_fn` for an image data set without pools: `images.batches` (grain, prefetched) read in
+    step order; the iterator restarts at any step that is not the next one (resume)."""
     data, global_batch, seed = config.data, config.training.batch_size, config.training.seed
-    flips = dict(flip=data.random_flip, flip_as_example=data.flip_as_example)
-    ndev = jax.local_device_count()
-    keep = ("x1", "index")
-    if exp.coupling.pool_match is not None:
-        read = functools.lru_cache(maxsize=1)(images.step_reader(exp.images, global_batch, seed, **flips))
-        pools = stream.PoolStream(lambda s: jnp.asarray(read(s)["x1"]), global_batch,
-                                  config.coupling.match_size or global_batch, exp.coupling.pool_match,
-                                  exp.source_one, jax.random.fold_in(jax.random.PRNGKey(seed), 4))
-        local = global_batch // jax.process_count()
-        offset = jax.process_index() * local
-        shard = lambda a: np.asarray(a)[offset:offset + local].reshape((ndev, local // ndev) + a.shape[1:])
-
-        def pool_batch_fn(step: int) -> tuple[dict, dict]:
-            x0, info = pools(step)
-            batch = {k: read(step)[k] for k in keep}
-            return jax.tree.map(shard, {**batch, "x0": x0}), info
-
-        return pool_batch_fn
-
     current = {"step": None, "iterator": None}
 
     def batch_fn(step: int) -> tuple[dict, dict]:
         if current["step"] != step:
-            current["iterator"] = images.batches(exp.images, global_batch, seed, local_devices=ndev,
-                                                 start_step=step, **flips)
+            current["iterator"] = images.batches(exp.images, global_batch, seed, flip=data.random_flip,
+                                                 flip_as_example=data.flip_as_example,
+                                                 local_devices=jax.local_device_count(), start_step=step)
         batch = next(current["iterator"])
         current["step"] = step + 1
-        return {k: batch[k] for k in keep}, {}
+        return {"x1": batch["x1"], "index": batch["index"]}, {}
 
     return batch_fn
 
@@ -323,9 +312,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 f"data.name='pairs' trains on the stored (x0, x1) pairs as they are, but coupling.name="
                 f"{config.coupling.name!r} would re-pair them. Set --config.coupling.name=independent (the pairs "
                 "carry their teacher's coupling: for LOOM + reflow, train the teacher with LOOM and take its pairs).")
-        if not config.data.data_dir:
-            raise ValueError("data.name='pairs' needs the pairs directory: --config.data.data_dir=<teacher workdir>/pairs "
-                             "(written by `main.py --mode=pairs` on the teacher's workdir).")
+        pairs.require_dir(config.data.data_dir)
     num_train = training_set_size(config.data)
     if num_train:
         stream.steps_per_epoch(num_train, config.training.batch_size)
