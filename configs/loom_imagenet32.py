@@ -6,16 +6,9 @@ EMA 0.9999; sigma 1e-7; 1 noise cache (Table 4; the released config uses 2). Cod
 as examples, seed 1543. Data: TFDS imagenet_resized/32x32 (box-downsampled ImageNet, the same
 1.28M/50k images as the paper's downsampled ImageNet). FID: 50,000 samples vs the validation split.
 """
-from configs.images import image_config
+from configs.images import loom_config
 
 
 def get_config():
-    config = image_config("imagenet32", "adm_imagenet32", coupling="loom", batch_size=512, num_steps=500_000,
-                          learning_rate=1e-4, warmup_steps=20_000, ema_decay=0.9999, seed=1543)
-    config.coupling.num_caches = 1
-    config.data.flip_as_example = True
-    config.coupling.cost = "euclidean"  # Appendix B and the released code (NOTES.md): what produced Table 1
-    config.loss.sigma = 1e-7
-    config.eval.solvers, config.eval.nfe = ("euler", "midpoint", "dopri5"), (1, 2, 4, 8, 12)
-    config.eval.fid_split = "validation"
-    return config
+    return loom_config("imagenet32", "adm_imagenet32", batch_size=512, num_steps=500_000, learning_rate=1e-4,
+                       warmup_steps=20_000, num_caches=1, fid_split="validation")

@@ -6,16 +6,9 @@ epochs); Adam lr 1e-4 after 20k warm-up steps; EMA 0.9999; sigma 1e-7; 1 noise c
 clipping 1, flips as examples, seed 1543. Data: TFDS imagenet_resized/64x64 (the paper's code reads
 an ImageFolder of 64x64 ImageNet; same images, resize method may differ). FID vs the validation split.
 """
-from configs.images import image_config
+from configs.images import loom_config
 
 
 def get_config():
-    config = image_config("imagenet64", "adm_imagenet64", coupling="loom", batch_size=96, num_steps=1_334_000,
-                          learning_rate=1e-4, warmup_steps=20_000, ema_decay=0.9999, seed=1543)
-    config.coupling.num_caches = 1
-    config.data.flip_as_example = True
-    config.coupling.cost = "euclidean"  # Appendix B and the released code (NOTES.md): what produced Table 1
-    config.loss.sigma = 1e-7
-    config.eval.solvers, config.eval.nfe = ("euler", "midpoint", "dopri5"), (1, 2, 4, 8, 12)
-    config.eval.fid_split = "validation"
-    return config
+    return loom_config("imagenet64", "adm_imagenet64", batch_size=96, num_steps=1_334_000, learning_rate=1e-4,
+                       warmup_steps=20_000, num_caches=1, fid_split="validation")
