@@ -228,14 +228,19 @@ def merge_stats(acc: tuple | None, features: np.ndarray) -> tuple:
             scatter + centred.T @ centred + np.outer(delta, delta) * (n * f.shape[0] / total))
 
 
+def merged_stats(acc: tuple) -> fid.Stats:
+    """Mean [k] and unbiased covariance [k, k] (as `fid.statistics`) of what `merge_stats` accumulated."""
+    n, mu, scatter = acc
+    return mu, scatter / (n - 1)
+
+
 def feature_stats(feature_fn: Callable, batches: Iterable[jax.Array], batch_size: int) -> fid.Stats:
     """Mean [k] and unbiased covariance [k, k] (as `fid.statistics`) of the features of a stream of image
     batches; only one batch's features are held at a time."""
     acc = None
     for x in batches:
         acc = merge_stats(acc, batch_features(feature_fn, x, batch_size))
-    n, mu, scatter = acc
-    return mu, scatter / (n - 1)
+    return merged_stats(acc)
 
 
 def reference_count(config: ml_collections.ConfigDict, source: images.ImageSource) -> int:
@@ -304,8 +309,7 @@ def evaluate_images(config: ml_collections.ConfigDict, workdir: str, apply_fn: C
             acc = merge_stats(acc, batch_features(feature_fn, quantize(x1), size))
             if i * size < per_panel:  # the first per_panel samples, for the image grid
                 shown.append(np.asarray(x1[:per_panel - i * size]))
-        n, mu, scatter = acc
-        rows.append({"solver": solver, "nfe": used, "fid": fid.frechet_distance(mu, scatter / (n - 1), *ref_stats)})
+        rows.append({"solver": solver, "nfe": used, "fid": fid.frechet_distance(*merged_stats(acc), *ref_stats)})
         grid[f"{solver} NFE={used}"] = np.concatenate(shown)
 
     # Straightness, curvature and LOOM curvature are each a plain mean over samples of a per-sample value

@@ -69,9 +69,7 @@ def evaluation_config(config: ml_collections.ConfigDict) -> ml_collections.Confi
     data, so samples are compared with the same held-out set as the teacher's."""
     if config.data.name != "pairs":
         return config
-    if not config.data.data_dir:
-        raise ValueError("data.name='pairs' needs the pairs directory: --config.data.data_dir=<teacher workdir>/pairs "
-                         "(written by `main.py --mode=pairs` on the teacher's workdir).")
+    pairs_io.require_dir(config.data.data_dir)
     data = target_data(config.data)
     if not data:
         raise ValueError(f"The pairs in {config.data.data_dir} do not record their target data (manifest 'data'); "

@@ -63,6 +63,13 @@ def save_npz_atomic(path: str, arrays: dict[str, np.ndarray]) -> None:
     os.replace(tmp, path)
 
 
+def require_dir(data_dir: str) -> None:
+    """A run on pairs (``data.name = "pairs"``) names its pairs directory, or this says how to."""
+    if not data_dir:
+        raise ValueError("data.name='pairs' needs the pairs directory: --config.data.data_dir=<teacher workdir>/pairs "
+                         "(written by `main.py --mode=pairs` on the teacher's workdir).")
+
+
 def read_manifest(directory: str) -> dict:
     """The manifest of a pairs directory; a clear error when there is none."""
     path = os.path.join(directory, MANIFEST)
