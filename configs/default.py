@@ -26,6 +26,9 @@ def get_config() -> ml_collections.ConfigDict:
     data.split = "train"  # TFDS split trained on (images)
     data.random_flip = True  # images: random horizontal flips
     data.flip_as_example = False  # images: a flipped image is an example of its own (LOOM-CFM code: own noise cache)
+    data.num_classes = 0  # digits: keep the first k digits (labels < k; 0: all ten), as the RF theory paper's 3/7/10
+    data.num_squares = 8  # checkerboard: filled squares, 2 b^2 (2, 8, 18, ...)
+    data.square_size = 2.0  # checkerboard: side of a square (2: FFJORD's board on [-4, 4]^2; 1: the RF theory paper's)
 
     config.model = model = ml_collections.ConfigDict()
     model.name = "mlp"

@@ -76,18 +76,19 @@ def target_set(config: ml_collections.ConfigDict) -> jax.Array:
     """The held-out set samples are compared with: a toy's test set of eval.num_samples points, or
     the digits test split (then eval.num_samples must equal its size: exact W2 pairs them one to one)."""
     if config.data.name == "digits":
-        images, _ = digits.load("test", size=config.data.image_size)
+        images, _ = digits.from_config(config.data, "test")
         if config.eval.num_samples != images.shape[0]:
             raise ValueError(f"eval.num_samples={config.eval.num_samples}: W2 against the digits test split needs "
                              f"exactly its {images.shape[0]} images; set --config.eval.num_samples={images.shape[0]}.")
         return jnp.asarray(images)
-    return toy2d.test_set(config.data.name, config.eval.num_samples, seed=config.data.test_seed)
+    return toy2d.test_set(config.data.name, config.eval.num_samples, seed=config.data.test_seed,
+                          **toy2d.config_kwargs(config.data.name, config.data))
 
 
 def sample_metrics(config: ml_collections.ConfigDict, x1: jax.Array, target: jax.Array) -> dict:
-    """W2 to the held-out set, and FD-digits for digits."""
+    """W2 to the held-out set, and FD-digits for digits (all ten classes: its reference statistics are of all)."""
     out = {"w2": float(metrics.w2(x1, target))}
-    if config.data.name == "digits":
+    if config.data.name == "digits" and config.data.get("num_classes", 0) in (0, 10):
         out["fd_digits"] = metrics.fd_digits.fd_digits(np.asarray(x1))
     return out
 

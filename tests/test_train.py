@@ -173,6 +173,45 @@ def test_bad_config_values(override, message):
         train.setup(tiny_config(**override))
 
 
+def test_data_options_reach_training_and_evaluation():
+    """data.num_squares / square_size shape the checkerboard of training and of the held-out set (the RF
+    theory paper's unit squares on [-b, b]^2); data.num_classes keeps the first digits classes in both splits,
+    and FD-digits (reference statistics of all ten classes) is reported only for all ten."""
+    from configs import rf_checkerboard, rf_digits
+    from flowjax import evaluate
+    from flowjax.data import digits
+
+    config = rf_checkerboard.get_config("18")
+    _, _, train_x = train.data_setup(config.data)
+    target = np.asarray(evaluate.target_set(config))
+    for x in (np.asarray(train_x), target):
+        cells = np.floor(x).astype(int)
+        assert np.abs(x).max() <= 3 and np.all(cells.sum(1) % 2 == 0)  # filled unit squares of the 6 x 6 board
+        assert len({tuple(c) for c in cells}) == 18
+    np.testing.assert_array_equal(target, toy2d.test_set("checkerboard", 5000, seed=config.data.test_seed,
+                                                         num_squares=18, square_size=1.0))
+    assert tiny_config().data.num_squares == 8 and tiny_config().data.square_size == 2.0  # FFJORD's board by default
+
+    sizes = {}
+    for k in (3, 7, 10):
+        config = rf_digits.get_config(str(k))
+        _, _, train_x = train.data_setup(config.data)
+        images, labels = digits.load("train", num_classes=k)
+        np.testing.assert_array_equal(np.asarray(train_x), images)
+        assert labels.max() == k - 1 and train.training_set_size(config.data) == len(images)
+        test_x = evaluate.target_set(config)
+        assert len(test_x) == config.eval.num_samples == len(digits.load("test", num_classes=k)[1])
+        sizes[k] = len(test_x)
+        assert ("fd_digits" in evaluate.sample_metrics(config, test_x, test_x)) == (k == 10)
+    assert sizes[3] < sizes[7] < sizes[10] == 300
+    with pytest.raises(ValueError, match="data.num_classes"):
+        train.setup(tiny_config(**{"data.num_classes": 3}))  # not digits
+    bad = rf_digits.get_config("3")
+    bad.data.num_classes = 11
+    with pytest.raises(ValueError, match="data.num_classes"):
+        train.data_setup(bad.data)
+
+
 def _main(workdir, *flags):
     env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
     cmd = [sys.executable, "main.py", "--config=configs/quickstart.py", f"--workdir={workdir}",

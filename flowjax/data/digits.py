@@ -89,3 +89,11 @@ def load(
     if size == 16:
         x = np.asarray(jax.image.resize(jnp.asarray(x), (x.shape[0], 16, 16, 1), "linear"))
     return x, labels[index].copy()
+
+
+def from_config(data_cfg, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """`load` of ``split`` at data.image_size (0: native 8) with data.num_classes (first k digits; 0: all)."""
+    num_classes = data_cfg.get("num_classes", 0)
+    if not 0 <= num_classes <= 10:
+        raise ValueError(f"data.num_classes must be 0 (all ten digits) or 1..10, got {num_classes}.")
+    return load(split, size=data_cfg.image_size or 8, num_classes=num_classes or None)

@@ -151,6 +151,13 @@ def get_sampler(name: str, **kwargs) -> Sampler:
     return functools.partial(SAMPLERS[name], **kwargs)
 
 
+def config_kwargs(name: str, data_cfg) -> dict:
+    """The sampler options of toy `name` that the data config sets (checkerboard: num_squares, square_size)."""
+    if name == "checkerboard":
+        return {"num_squares": int(data_cfg.get("num_squares", 8)), "square_size": float(data_cfg.get("square_size", 2.0))}
+    return {}
+
+
 def train_set(name: str, n: int, seed: int = 0, **kwargs) -> jax.Array:
     """A fixed [n, d] training set: `name` sampled with key ``fold_in(PRNGKey(seed), 0)``."""
     return get_sampler(name, **kwargs)(jax.random.fold_in(jax.random.PRNGKey(seed), 0), n)
