@@ -44,3 +44,21 @@ def loom_config(data: str, preset: str, *, batch_size: int, num_steps: int, lear
     config.eval.solvers, config.eval.nfe = ("euler", "midpoint", "dopri5"), (1, 2, 4, 8, 12)
     config.eval.fid_split = fid_split
     return config
+
+
+def reflow_config(teacher, *, num_steps: int, ema_decay: float, batch_size: int | None = None,
+                  learning_rate: float | None = None, warmup_steps: int | None = None):
+    """A student of ``teacher`` (its model, optimiser and evaluation) trained on the teacher's stored pairs
+    (``data.name = "pairs"``: pass --config.data.data_dir=<teacher workdir>/pairs, written by --mode=pairs)
+    with the independent coupling and no flips (a flip would break the pairs), starting from the teacher's
+    EMA parameters when --config.training.init_from=<teacher workdir> is given (both papers' codes do)."""
+    config = teacher
+    config.data.name, config.data.data_dir, config.data.num_train = "pairs", "", 0
+    config.data.random_flip, config.data.flip_as_example = False, False
+    config.coupling.name = "independent"
+    config.training.num_steps, config.training.ema_decay = num_steps, ema_decay
+    for group, field, value in (("training", "batch_size", batch_size), ("optim", "learning_rate", learning_rate),
+                                ("optim", "warmup_steps", warmup_steps)):
+        if value is not None:
+            config[group][field] = value
+    return config

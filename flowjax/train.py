@@ -77,35 +77,36 @@ def data_setup(cfg: ml_collections.ConfigDict) -> tuple[Callable | None, Callabl
             raise ValueError(f"data.source={cfg.source!r}: digits are generated from noise; set data.source='normal'.")
         if cfg.image_size not in (0, 8, 16):
             raise ValueError(f"data.image_size must be 8 (or 0, native) or 16 for digits, got {cfg.image_size}.")
-        pixels, _ = digits.load("train", size=cfg.image_size or 8)
+        pixels, _ = digits.from_config(cfg, "train")
         if cfg.num_train > pixels.shape[0]:
             raise ValueError(f"data.num_train={cfg.num_train} exceeds the {pixels.shape[0]} digits of the training split.")
         train_x = jnp.asarray(pixels[: cfg.num_train or None])
         return None, lambda key: jax.random.normal(key, train_x.shape[1:]), train_x
-    data_fn = toy2d.get_sampler(cfg.name)
-    train_x = toy2d.train_set(cfg.name, cfg.num_train, seed=cfg.train_seed) if cfg.num_train else None
+    if cfg.get("num_classes", 0):
+        raise ValueError(f"data.num_classes={cfg.num_classes} keeps the first digits classes: it needs data.name='digits'.")
+    kwargs = toy2d.config_kwargs(cfg.name, cfg)
+    data_fn = toy2d.get_sampler(cfg.name, **kwargs)
+    train_x = toy2d.train_set(cfg.name, cfg.num_train, seed=cfg.train_seed, **kwargs) if cfg.num_train else None
     if cfg.source == "normal":
         shape = data_fn(jax.random.PRNGKey(0), 1).shape[1:]
         return data_fn, lambda key: jax.random.normal(key, shape), train_x
-    source_fn = toy2d.get_sampler(cfg.source)
+    source_fn = toy2d.get_sampler(cfg.source, **toy2d.config_kwargs(cfg.source, cfg))
     return data_fn, lambda key: source_fn(key, 1)[0], train_x
 
 
-def pairs_setup(cfg: ml_collections.ConfigDict) -> tuple[Callable, jax.Array, jax.Array]:
-    """(source_one, stored noise x0 [N, ...], stored x1 [N, ...]) of ``data.name = "pairs"``.
+def pairs_setup(cfg: ml_collections.ConfigDict) -> tuple[Callable, pairs.PairsSource]:
+    """(source_one, the stored pairs read by index) of ``data.name = "pairs"``.
 
     The pairs of ``data.data_dir`` (its first ``data.num_train`` if > 0) are the fixed training set;
     ``source_one`` draws the teacher's noise (its data.source: N(0, I) or a 2-D toy), used for evaluation.
     """
-    x0, x1 = pairs.load_pairs(cfg.data_dir, cfg.num_train)
+    source = pairs.open_pairs(cfg.data_dir, cfg.num_train)
     teacher = pairs.read_manifest(cfg.data_dir).get("data") or {}
-    source = teacher.get("source", "normal")
-    if source == "normal" or images.is_image_dataset(teacher.get("name", "")) or teacher.get("name") == "digits":
-        source_one = lambda key: jax.random.normal(key, x0.shape[1:])
-    else:
-        source_fn = toy2d.get_sampler(source)
-        source_one = lambda key: source_fn(key, 1)[0]
-    return source_one, jnp.asarray(x0), jnp.asarray(x1)
+    name = teacher.get("source", "normal")
+    if name == "normal" or images.is_image_dataset(teacher.get("name", "")) or teacher.get("name") == "digits":
+        return (lambda key: jax.random.normal(key, source.shape)), source
+    source_fn = toy2d.get_sampler(name, **toy2d.config_kwargs(name, teacher))
+    return (lambda key: source_fn(key, 1)[0]), source
 
 
 def make_train_step(config: ml_collections.ConfigDict, apply_fn: Callable, tx: optax.GradientTransformation,
@@ -186,12 +187,18 @@ def make_batch_fn(config: ml_collections.ConfigDict, exp: "Experiment") -> Calla
         def global_at(step):
             batch = read(step)
             return jnp.asarray(batch["x1"]), batch["index"]
+    elif exp.pairs is not None:  # stored (x0, x1) pairs, read by index from their files
+        indices_at = stream.host_batch_indices(key, exp.pairs.num_pairs, global_batch)
+
+        def global_at(step):
+            index = indices_at(step)
+            x0, x1 = exp.pairs.read(index)
+            return jnp.asarray(x1), jnp.asarray(index), jnp.asarray(x0)
     elif exp.train_x is not None:
         train_x, spe = exp.train_x, stream.steps_per_epoch(exp.train_x.shape[0], global_batch)
-        train_x0 = exp.train_x0  # stored noise of each example (pairs), or None
         # Same indices as stream.batch_indices, with each epoch's permutation computed once.
         permutation = jax.jit(lambda epoch: stream.epoch_permutation(key, train_x.shape[0], epoch))
-        rows = lambda i: (train_x[i], i) if train_x0 is None else (train_x[i], i, train_x0[i])
+        rows = lambda i: (train_x[i], i)
         take = jax.jit(lambda perm, k: rows(lax.dynamic_slice_in_dim(perm, k * global_batch, global_batch)))
         epochs: dict[int, jax.Array] = {}
 
@@ -337,7 +344,7 @@ def training_set_size(cfg: ml_collections.ConfigDict, source: images.ImageSource
     if source is not None:
         return source.num_examples * (2 if cfg.flip_as_example else 1)
     if cfg.name == "digits":
-        return cfg.num_train or len(digits.split_indices()[0])
+        return cfg.num_train or len(digits.from_config(cfg, "train")[1])
     if cfg.name == "pairs":
         stored = pairs.read_manifest(cfg.data_dir)["num_pairs"]
         if cfg.num_train > stored:
@@ -400,16 +407,17 @@ class Experiment(NamedTuple):
     train_x: jax.Array | None  # the fixed training set [num_train, ...] in memory, or None
     state: TrainState
     images: images.ImageSource | None = None  # an image data set read by index (data.name in images.DATASETS/folder)
-    train_x0: jax.Array | None = None  # data.name="pairs": the stored noise of each training example, else None
+    pairs: pairs.PairsSource | None = None  # data.name="pairs": the stored (x0, x1) pairs, read by index
 
 
 def setup(config: ml_collections.ConfigDict) -> Experiment:
     """Model, optimizer, coupling, samplers and the initial state of a config (no side effects)."""
     validate(config)
-    source, train_x0 = None, None
+    source, stored = None, None
     if config.data.name == "pairs":
-        data_fn = None
-        source_one, train_x0, train_x = pairs_setup(config.data)
+        data_fn, train_x = None, None
+        source_one, stored = pairs_setup(config.data)
+        stream.steps_per_epoch(stored.num_pairs, config.training.batch_size)  # batch <= stored pairs
     elif images.is_image_dataset(config.data.name):
         source = images.source_from_config(config.data)
         data_fn, train_x, shape = None, None, source.shape
@@ -421,7 +429,8 @@ def setup(config: ml_collections.ConfigDict) -> Experiment:
     tx = make_optimizer(config.optim, config.training.num_steps)
     coupling = couplings.make(config.coupling, axis_name=AXIS, source_one=source_one)
     key = jax.random.PRNGKey(config.training.seed)
-    example = (jnp.zeros((1,) + source.shape) if source is not None else
+    shape = source.shape if source is not None else stored.shape if stored is not None else None
+    example = (jnp.zeros((1,) + shape) if shape is not None else
                train_x[:1] if train_x is not None else data_fn(key, 1))
     state = init_state(model, tx, example, jax.random.fold_in(key, 0))
     num_examples = train_x.shape[0] if train_x is not None else training_set_size(config.data, source)
@@ -430,7 +439,7 @@ def setup(config: ml_collections.ConfigDict) -> Experiment:
     sched = interpolants.schedule(config.loss.interpolant, config.loss.sigma_min)
     prediction = PREDICTION[config.loss.name]
     velocity_fn = lambda params, x, t: predictions.to_velocity(lambda y, s: apply_fn(params, y, s), prediction, sched)(x, t)
-    return Experiment(model, apply_fn, velocity_fn, tx, coupling, data_fn, source_one, train_x, state, source, train_x0)
+    return Experiment(model, apply_fn, velocity_fn, tx, coupling, data_fn, source_one, train_x, state, source, stored)
 
 
 def pmapped_train_step(config: ml_collections.ConfigDict, exp: Experiment) -> Callable:

@@ -168,3 +168,45 @@ def test_shrunk_config_takes_a_real_step(name, mock_tfds):
         assert 0.5 < loss < expected + 0.15
     assert 0.0 < float(metrics["grad_norm"][0]) < np.inf  # (warm-up makes the first learning rate 0)
     assert int(state.step[0]) == 1
+
+
+REFLOW = {  # (teacher config, steps, batch, lr, warm-up, EMA, time sampler, sigma)
+    "rf_cifar10_reflow": ("rf_cifar10", 1_300_000, 128, 2e-4, 5_000, 0.9999, "uniform", 0.0),  # RF code's reflow_train
+    "rf_cifar10_distill": ("rf_cifar10", 1_300_000, 128, 2e-4, 5_000, 0.9999, "zero", 0.0),  # its distill_k=1 ("t0")
+    "loom_cifar10_reflow": ("loom_cifar10", 781_200, 256, 2e-5, 5_000, 0.9999, "uniform", 1e-7),  # LOOM reflow yaml
+}
+
+
+@pytest.mark.parametrize("name", REFLOW)
+def test_reflow_configs_are_the_codes_and_train_on_image_pairs(name, tmp_path):
+    """Values of the released reflow/distillation configs; then a real step of the config (UNet shrunk) on
+    image-shaped pairs read by index: the fresh UNet outputs 0, so the first loss is exactly the mean of
+    (x1 - x0)^2 of the served pairs (the linear path's target at any t), which are the stored rows."""
+    from flowjax.data import pairs as pairs_io
+
+    teacher_name, steps, batch, lr, warmup, ema, sampler, sigma = REFLOW[name]
+    c, teacher = load(name), load(teacher_name)
+    assert (c.data.name, c.coupling.name, c.data.random_flip, c.data.flip_as_example) == ("pairs", "independent",
+                                                                                         False, False)
+    assert (c.training.num_steps, c.training.batch_size, c.optim.learning_rate, c.optim.warmup_steps,
+            c.training.ema_decay, c.loss.time_sampler, c.loss.sigma) == (steps, batch, lr, warmup, ema, sampler, sigma)
+    assert c.model.to_dict() == teacher.model.to_dict() and c.optim.grad_clip == 1.0
+    assert teacher.pairs.solver == "dopri5" and teacher.pairs.num_pairs == (4_000_000 if teacher_name == "rf_cifar10"
+                                                                            else 1_000_000)
+    rng = np.random.default_rng(0)
+    x0, x1 = rng.standard_normal((20, 8, 8, 3)).astype(np.float32), rng.uniform(-1, 1, (20, 8, 8, 3)).astype(np.float32)
+    d = str(tmp_path / "pairs")
+    pairs_io.write_pairs(d, lambda a, b: (x0[a:b], x1[a:b]), {
+        "num_pairs": 20, "shard_size": 6, "shape": [8, 8, 3], "solver": "dopri5", "nfe": None, "seed": 0,
+        "teacher": {}, "data": teacher.data.to_dict()})
+    config = _shrink(c)
+    config.data.data_dir = d
+    exp = train.setup(config)
+    batch, _ = train.make_batch_fn(config, exp)(0)
+    index = np.asarray(batch["index"]).reshape(-1)
+    np.testing.assert_array_equal(np.asarray(batch["x0"]).reshape(8, 8, 8, 3), x0[index])
+    np.testing.assert_array_equal(np.asarray(batch["x1"]).reshape(8, 8, 8, 3), x1[index])
+    state, metrics = train.pmapped_train_step(config, exp)(flax.jax_utils.replicate(exp.state), batch,
+                                                             jax.random.PRNGKey(1))
+    np.testing.assert_allclose(float(metrics["loss"][0]), np.mean((x1[index] - x0[index]) ** 2), rtol=1e-4)
+    assert int(state.step[0]) == 1

@@ -10,7 +10,7 @@ import pytest
 from configs import default, quickstart
 from flowjax import evaluate, integrators, losses, metrics, rectify, train
 from flowjax.data import pairs as pairs_io
-from flowjax.data import toy2d
+from flowjax.data import images, stream, toy2d
 from flowjax.theory import mixtures
 
 
@@ -49,6 +49,43 @@ def test_pairs_round_trip_bit_exact(tmp_path):
         np.testing.assert_array_equal(f["x1"], ref1[20:])
     np.testing.assert_array_equal(pairs_io.load_pairs(d, 7)[1], ref1[:7])
     assert json.load(open(os.path.join(d, "manifest.json")))["num_pairs"] == 23
+
+
+def test_pairs_read_by_index_from_memory_maps_and_training_batches_follow_the_stream(tmp_path):
+    """`open_pairs` reads any rows across shards from memory maps (no shard loaded whole) equal to what was
+    written; a run on image-shaped pairs (teacher: digits) serves global batches whose (x0, x1, index) are
+    the stored rows at `stream.batch_indices`, over an epoch boundary."""
+    d = str(tmp_path / "pairs")
+    generate = lambda start, stop: tuple(  # pair i: x0 = i + pixel / 100, x1 = -x0
+        s * (np.arange(start, stop, dtype=np.float32)[:, None, None, None] + np.arange(64, dtype=np.float32).reshape(
+            1, 8, 8, 1) / 100) for s in (1, -1))
+    manifest = {"num_pairs": 23, "shard_size": 5, "shape": [8, 8, 1], "solver": "euler", "nfe": 4, "seed": 0,
+                "teacher": {}, "data": {"name": "digits", "source": "normal"}}
+    pairs_io.write_pairs(d, generate, manifest)
+    source = pairs_io.open_pairs(d)
+    index = np.array([22, 0, 7, 5, 13, 4, 21, 7])
+    x0, x1 = source.read(index)
+    ref0, ref1 = generate(0, 23)
+    np.testing.assert_array_equal(x0, ref0[index])
+    np.testing.assert_array_equal(x1, ref1[index])
+    with pytest.raises(IndexError, match=r"\[0, 7\)"):
+        pairs_io.open_pairs(d, 7).read(np.array([7]))
+
+    config = default.get_config()
+    config.data.name, config.data.data_dir = "pairs", d
+    config.model.name, config.model.base_channels, config.model.channel_mults = "unet", 8, (1,)
+    config.model.num_res_blocks, config.model.attention_resolutions, config.model.head_channels = 1, (), 8
+    config.training.batch_size = 8  # 2 batches per epoch
+    exp = train.setup(config)
+    assert exp.pairs is not None and exp.train_x is None
+    batch_fn = train.make_batch_fn(config, exp)
+    key = jax.random.fold_in(jax.random.PRNGKey(config.training.seed), images.DATA_KEY)
+    for step in (0, 1, 2, 5):
+        batch, _ = batch_fn(step)
+        want = np.asarray(stream.batch_indices(key, 23, 8, step))
+        np.testing.assert_array_equal(np.asarray(batch["index"]).reshape(-1), want)
+        np.testing.assert_array_equal(np.asarray(batch["x0"]).reshape(8, 8, 8, 1), ref0[want])
+        np.testing.assert_array_equal(np.asarray(batch["x1"]).reshape(8, 8, 8, 1), ref1[want])
 
 
 def test_interrupted_generation_resumes_to_identical_files(tmp_path):

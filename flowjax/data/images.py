@@ -36,7 +36,6 @@ tensorflow-datasets and grain come with ``pip install -e '.[data]'`` and are imp
 """
 from __future__ import annotations
 
-import functools
 import importlib
 import pathlib
 import sys
@@ -230,16 +229,11 @@ def step_reader(
     ``2 * num_examples`` indices). Indices follow `stream.batch_indices` with the data key
     ``fold_in(PRNGKey(seed), DATA_KEY)``; flips are `flip_mask`.
     """
-    spe = stream.steps_per_epoch(source.num_examples, batch_size)  # checks batch_size <= num_examples
     key = jax.random.fold_in(jax.random.PRNGKey(seed), DATA_KEY)
-
-    @functools.lru_cache(maxsize=2)
-    def permutation(epoch: int) -> np.ndarray:  # `stream.batch_indices`, one permutation per epoch
-        return np.asarray(stream.epoch_permutation(key, source.num_examples, epoch))
+    indices_at = stream.host_batch_indices(key, source.num_examples, batch_size)  # checks batch_size <= examples
 
     def batch_at(step: int) -> dict[str, np.ndarray]:
-        start = (step % spe) * batch_size
-        index = permutation(step // spe)[start:start + batch_size][rows]
+        index = indices_at(step)[rows]
         flips = flip_mask(seed, step, batch_size)[rows] if flip else np.zeros(len(index), bool)
         images, labels = source.read(index)
         images = np.where(flips[:, None, None, None], images[:, :, ::-1], images)

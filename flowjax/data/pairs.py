@@ -15,10 +15,12 @@ Pure helpers: what a shard holds is the caller's ``generate_shard(start, stop) -
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
+import struct
 import zipfile
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 
@@ -152,32 +154,86 @@ def write_pairs(directory: str, generate_shard: Callable[[int, int], tuple[np.nd
     return written
 
 
-def load_pairs(directory: str, num: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(x0 [N, ...], x1 [N, ...]) float32 of a complete pairs directory (its first ``num`` pairs if > 0)."""
+class PairsSource(NamedTuple):
+    """Random access to a complete pairs directory: ``read(indices [n]) -> (x0 [n, ...], x1 [n, ...])`` float32.
+
+    Shards are memory-mapped as they are first touched, so a training run holds only what its batches read
+    (4M CIFAR-10 pairs are ~100 GB on disk).
+    """
+
+    num_pairs: int
+    shape: tuple[int, ...]
+    read: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def _member_memmap(path: str, name: str) -> np.ndarray:
+    """Read-only memory map of array ``name`` of an uncompressed .npz written by `save_npz_atomic`."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(f"{name}.npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise ValueError(f"{path}: member {name}.npy is compressed; pairs shards are written uncompressed "
+                         "by `main.py --mode=pairs`; regenerate the directory.")
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)  # the member's local header: its own name and extra-field lengths
+        if local[:4] != b"PK\x03\x04":
+            raise ValueError(f"{path}: damaged zip member {name}.npy; the directory is corrupt, regenerate it.")
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        f.seek(info.header_offset + 30 + name_len + extra_len)
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        offset = f.tell()
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+
+
+def open_pairs(directory: str, num: int = 0) -> PairsSource:
+    """The first ``num`` pairs (all if 0) of a complete pairs directory, read by index (`PairsSource`)."""
     manifest = read_manifest(directory)
     missing = missing_shards(directory, manifest)
-    shards = num_shards(manifest["num_pairs"], manifest["shard_size"])
+    total, shard_size = manifest["num_pairs"], manifest["shard_size"]
+    shards = num_shards(total, shard_size)
     if missing:
         names = ", ".join(shard_name(s, shards) for s in missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise FileNotFoundError(
             f"Pairs directory {directory} is incomplete: {len(missing)} of {shards} shards missing ({names}). "
             + _resume_hint(manifest))
-    n = manifest["num_pairs"] if num <= 0 else num
-    if n > manifest["num_pairs"]:
-        raise ValueError(f"Asked for {n} pairs, but {directory} holds {manifest['num_pairs']}.")
+    n = total if num <= 0 else num
+    if n > total:
+        raise ValueError(f"Asked for {n} pairs, but {directory} holds {total}.")
     shape = tuple(manifest["shape"])
-    parts: dict[str, list[np.ndarray]] = {"x0": [], "x1": []}
-    for s in range(num_shards(n, manifest["shard_size"])):
-        start, stop = shard_range(s, manifest["num_pairs"], manifest["shard_size"])
-        with np.load(os.path.join(directory, shard_name(s, shards))) as f:
-            for k in parts:
-                a = f[k]
-                if a.shape != (stop - start,) + shape or a.dtype != np.float32:
-                    raise ValueError(f"{shard_name(s, shards)} in {directory}: {k} is {a.dtype}{a.shape}, expected "
-                                     f"float32{(stop - start,) + shape}; the directory is corrupt, regenerate it.")
-                parts[k].append(a)
-    x0, x1 = (np.concatenate(parts[k])[:n] for k in ("x0", "x1"))
-    return x0, x1
+
+    @functools.lru_cache(maxsize=None)
+    def shard(s: int) -> tuple[np.ndarray, np.ndarray]:
+        start, stop = shard_range(s, total, shard_size)
+        arrays = []
+        for k in ("x0", "x1"):
+            a = _member_memmap(os.path.join(directory, shard_name(s, shards)), k)
+            if a.shape != (stop - start,) + shape or a.dtype != np.float32:
+                raise ValueError(f"{shard_name(s, shards)} in {directory}: {k} is {a.dtype}{a.shape}, expected "
+                                 f"float32{(stop - start,) + shape}; the directory is corrupt, regenerate it.")
+            arrays.append(a)
+        return arrays[0], arrays[1]
+
+    def read(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        indices = np.asarray(indices, np.int64)
+        if indices.size and (indices.min() < 0 or indices.max() >= n):
+            raise IndexError(f"pair indices must be in [0, {n}), got {indices.min()}..{indices.max()}.")
+        x0, x1 = (np.empty((len(indices),) + shape, np.float32) for _ in range(2))
+        which, offset = np.divmod(indices, shard_size)
+        for s in np.unique(which):
+            rows = which == s
+            a0, a1 = shard(int(s))
+            x0[rows], x1[rows] = a0[offset[rows]], a1[offset[rows]]
+        return x0, x1
+
+    return PairsSource(n, shape, read)
+
+
+def load_pairs(directory: str, num: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(x0 [N, ...], x1 [N, ...]) float32 of a complete pairs directory (its first ``num`` pairs if > 0), in memory."""
+    source = open_pairs(directory, num)
+    return source.read(np.arange(source.num_pairs))
 
 
 def shard_files(directory: str) -> Iterable[str]:

@@ -12,10 +12,12 @@ fresh noises, then served batch by batch; pools need not align with batches.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def steps_per_epoch(num_train: int, batch_size: int) -> int:
@@ -38,6 +40,22 @@ def batch_indices(key: jax.Array, num_train: int, batch_size: int, step: jax.Arr
     spe = steps_per_epoch(num_train, batch_size)
     perm = epoch_permutation(key, num_train, step // spe)
     return jax.lax.dynamic_slice(perm, ((step % spe) * batch_size,), (batch_size,))
+
+
+def host_batch_indices(key: jax.Array, num_train: int, batch_size: int) -> Callable[[int], np.ndarray]:
+    """``step -> batch_indices(key, num_train, batch_size, step)`` as NumPy int32, for readers on the host
+    (image and pairs files read by index); each epoch's permutation is computed once."""
+    spe = steps_per_epoch(num_train, batch_size)
+
+    @functools.lru_cache(maxsize=2)
+    def permutation(epoch: int) -> np.ndarray:
+        return np.asarray(epoch_permutation(key, num_train, epoch))
+
+    def indices(step: int) -> np.ndarray:
+        start = (step % spe) * batch_size
+        return permutation(step // spe)[start:start + batch_size]
+
+    return indices
 
 
 def pool_noise(key: jax.Array, pool: int, size: int, source_one: Callable) -> jax.Array:
