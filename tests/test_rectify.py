@@ -109,6 +109,13 @@ def test_interrupted_generation_resumes_to_identical_files(tmp_path):
     with pytest.raises(ValueError, match="other settings.*nfe: 4 on disk, 8 now.*Nothing was changed"):
         pairs_io.write_pairs(resumed, _generator(), _manifest(nfe=8))
     assert _snapshot(resumed) == before
+    # a teacher config recorded before flowjax grew a field still matches; a changed recorded field does not
+    old = str(tmp_path / "old")
+    pairs_io.write_pairs(old, _generator(), _manifest(data={"name": "moons", "num_train": 10}))
+    assert pairs_io.write_pairs(old, _generator(), _manifest(data={"name": "moons", "num_train": 10,
+                                                                   "num_squares": 8})) == []
+    with pytest.raises(ValueError, match="other settings.*data:.*'num_train': 10.*'num_train': 20"):
+        pairs_io.write_pairs(old, _generator(), _manifest(data={"name": "moons", "num_train": 20, "num_squares": 8}))
 
 
 def test_bad_pairs_input(tmp_path):

@@ -89,8 +89,17 @@ def read_manifest(directory: str) -> dict:
 
 
 def _diff(saved: dict, current: dict) -> list[str]:
-    keys = sorted(set(saved) | set(current))
-    return [f"{k}: {saved.get(k)!r} on disk, {current.get(k)!r} now" for k in keys if saved.get(k) != current.get(k)]
+    """Differences between a manifest on disk and the current one. Inside a recorded config (e.g. the teacher's
+    ``data``), fields absent on disk are new in flowjax since the pairs were written, not a difference (as for
+    a resumed workdir's config.json: a new field's default keeps the old behaviour)."""
+    diffs = []
+    for k in sorted(set(saved) | set(current)):
+        a, b = saved.get(k), current.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            b = {field: value for field, value in b.items() if field in a}
+        if a != b:
+            diffs.append(f"{k}: {a!r} on disk, {b!r} now")
+    return diffs
 
 
 def missing_shards(directory: str, manifest: dict) -> list[int]:
