@@ -1,7 +1,8 @@
 """Rectified-flow straightness and k-rectification: the theory paper's Sec. 5.1 and LOOM-CFM + reflow on a toy.
 
-    python benchmarks/rectify.py [--workdir runs/bench_rectify] [--tables 1,2] [--seeds 3] [--n 2000]
+    python benchmarks/rectify.py [--workdir runs/bench_rectify] [--tables 1,2,3,4] [--seeds 3] [--n 2000]
         [--steps 3000] [--num_pairs 10000] [--pair_solver dopri5] [--models rf1,rf2,rf3,loom,loom_rf2]
+        [--init_from_teacher]
 
 Table 1 (no training): the exact closed-form 1-RF drift (`theory.mixtures.drift`) from N(0, I_2) to
 `paper_mixture(K)`, K = 1, 2, 3, 4 — the Gaussian-mixture examples of Bansal et al. 2024, Sec. 5.1
@@ -26,8 +27,23 @@ at --pair_nfe) into WORKDIR/<model>/pairs (resumable):
   LOOM + reflow  configs/reflow_8gaussians_moons.py on LOOM-CFM's pairs
 All share the same 2,000 evaluation noises and the 2,000 held-out moons points (EMA parameters):
 W2 at Euler NFE 1/2/4 and dopri5, S / AS from a 100-step Euler trajectory of 1,000 noises. The
-last row is the floor: W2 between two independent 2,000-point moons samples. Note that LOOM-CFM's
-own reflow (CIFAR-10) is initialised from the teacher's weights; here every student starts fresh.
+last row is the floor: W2 between two independent 2,000-point moons samples. Students start fresh;
+with --init_from_teacher each starts from its teacher's EMA parameters (`training.init_from`), as
+LOOM-CFM's own reflow (CIFAR-10) and Liu et al.'s do (the runs then go to WORKDIR/init_teacher/).
+
+Table 3 (training): the paper's Example 2, N(0, I_2) -> checkerboard with 2, 8, 18 unit squares,
+`configs/rf_checkerboard.py:<squares>` (1-RF, MLP 3x256, 10,000 training points, 5,000 steps, into
+WORKDIR/checkerboard_<squares>): W2 (exact) of 5,000 Euler samples (T = 1..32) and dopri5 to the 5,000
+test points, and S, AS, PWS of the learned field along a 256-step Euler path of 1,000 noises. Floor:
+W2 between two independent 5,000-point boards. Both learned-flow tables also give e_T, the RMS distance
+between the T-step Euler sample and the dopri5 endpoint of the same noise: the discretisation error
+that Theorem 3.5 bounds by PWS / T^2, free of the sampling floor (brief Sec. 6, item 6).
+
+Table 4 (training): the digits analogue of the paper's MNIST experiment (Sec. 5.2),
+`configs/rf_digits.py:<classes>` (1-RF on the training digits of the first 3, 7, 10 classes, small
+UNet, 2,000 steps, into WORKDIR/digits_<classes>): W2 of Euler samples (T = 1..32) and dopri5 to all
+test images of those classes (as many samples as test images), S, AS and PWS along a 128-step Euler path.
+Floor: W2 between as many training images (a fixed random subset) and the test images.
 """
 import argparse
 import os
@@ -105,6 +121,13 @@ MODELS = {
 }
 
 
+def model_dir(name: str, args) -> str:
+    """Teachers in WORKDIR/<name>; students there too, or in WORKDIR/init_teacher/<name> with --init_from_teacher."""
+    student = MODELS[name][2] is not None
+    return os.path.abspath(os.path.join(args.workdir, *(["init_teacher"] if student and args.init_from_teacher else []),
+                                        name))
+
+
 def model_config(name: str, args):
     import importlib
 
@@ -115,7 +138,9 @@ def model_config(name: str, args):
     config.training.checkpoint_every = args.steps
     config.training.log_every = min(config.training.log_every, args.steps)
     if teacher is not None:
-        config.data.data_dir = os.path.abspath(os.path.join(args.workdir, teacher, "pairs"))
+        config.data.data_dir = os.path.join(model_dir(teacher, args), "pairs")
+        if args.init_from_teacher:
+            config.training.init_from = model_dir(teacher, args)
     config.pairs.num_pairs = args.num_pairs
     config.pairs.solver = args.pair_solver
     config.pairs.nfe = args.pair_nfe
@@ -126,15 +151,14 @@ def train_model(name: str, args, states: dict):
     """Trains (or resumes) one model, writes its pairs if a later model needs them; returns (config, exp, state)."""
     config = model_config(name, args)
     exp = train.setup(config)
-    workdir = os.path.join(args.workdir, name)
-    state = train.train(config, workdir, exp)
+    state = train.train(config, model_dir(name, args), exp)
     states[name] = (config, exp, state)
     return config, exp, state
 
 
 def write_pairs(name: str, args, states: dict) -> float:
     config, exp, state = states[name]
-    workdir = os.path.abspath(os.path.join(args.workdir, name))
+    workdir = model_dir(name, args)
     teacher = {"workdir": workdir, "config": f"configs/{MODELS[name][1]}.py", "step": int(state.step),
                "use_ema": True}
     start = time.perf_counter()
@@ -161,6 +185,104 @@ def eval_model(name: str, states: dict, num_path: int, path_steps: int) -> dict:
     return row
 
 
+# ---------------------------------------------------------------------------------------------
+# Tables 3 and 4: 1-RF learned on the checkerboards and on digit-class subsets (the paper's Example 2, Sec. 5.2)
+# ---------------------------------------------------------------------------------------------
+
+
+def learned_flow_row(config, workdir: str, path_steps: int, num_path: int) -> dict:
+    """Trains (or resumes) `config` into `workdir`; W2 of Euler T = 1..32 / dopri5 samples, S, AS, PWS."""
+    exp = train.setup(config)
+    started = time.perf_counter()
+    state = train.train(config, workdir, exp)
+    row = {"train s": time.perf_counter() - started}
+    target = evaluate.target_set(config)
+    x0 = evaluate.eval_noise(config, exp.source_one, len(target))
+    params = state.ema_params
+    v = lambda x, t: exp.velocity_fn(params, x, t)
+    for t in EULER_T:
+        x1, _ = evaluate.sample(exp.velocity_fn, params, x0, "euler", t)
+        row[f"W2 T={t}"] = float(metrics.w2(x1, target))
+    ode, row["dopri5 NFE"] = evaluate.sample(exp.velocity_fn, params, x0, "dopri5", None, config.eval.dopri5_tol)
+    row["W2 dopri5"] = float(metrics.w2(ode, target))
+    rms = lambda a, b: float(jnp.sqrt(jnp.mean(jnp.sum(jnp.reshape(a - b, (a.shape[0], -1)) ** 2, axis=1))))
+    for t in EULER_T:  # e_T: discretisation error of the same noise against the model's own ODE endpoint
+        row[f"e T={t}"] = rms(integrators.euler(v, x0, t), ode)
+    st = metrics.rectified_straightness(v, x0[:num_path], path_steps, PWS_PIECES)
+    row.update(S=float(st["straightness"]), AS=float(st["average_straightness"]),
+               PWS=float(st["piecewise_straightness"]))
+    return row
+
+
+def print_learned_table(title: str, label: str, rows: list) -> None:
+    w2_cols = ["floor"] + [f"W2 T={t}" for t in EULER_T] + ["W2 dopri5"]
+    e_cols = [f"e T={t}" for t in EULER_T]
+    print(f"\n{title}; {jax.default_backend()} ({os.cpu_count()} cores)\n")
+    keys = [label] + w2_cols
+    print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
+    for r in rows:
+        print("| " + " | ".join([str(r[label])] + [f"{r[c]:.3f}" for c in w2_cols]) + " |")
+    print("\nThe same models: e_T = RMS distance of the T-step Euler sample to the dopri5 endpoint of the same noise "
+          "(the discretisation error alone, no sampling floor), and the straightness of the learned field\n")
+    keys = [label] + e_cols + ["dopri5 NFE", "S", "AS", f"PWS γ₂,{PWS_PIECES}"]
+    print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
+    for r in rows:
+        cells = [str(r[label])] + [f"{r[c]:.3f}" for c in e_cols] + [str(r["dopri5 NFE"])]
+        cells += [f"{r['S']:.3f}", f"{r['AS']:.2f}", f"{r['PWS']:.2f}"]
+        print("| " + " | ".join(cells) + " |")
+
+
+def learned_rows(args, name: str, label: str, variants, config_of, floor_of, path_steps: int, num_path: int) -> list:
+    """One `learned_flow_row` per variant (trained into WORKDIR/<name>_<variant>), with its floor."""
+    rows = []
+    for variant in variants:
+        config = config_of(str(variant))
+        target = evaluate.target_set(config)
+        row = {label: variant, "test points": len(target), "floor": float(floor_of(config, target)),
+               **learned_flow_row(config, os.path.join(args.workdir, f"{name}_{variant}"), path_steps,
+                                  min(num_path, len(target)))}
+        rows.append(row)
+        print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
+    return rows
+
+
+def checkerboard_table(args) -> None:
+    from configs import rf_checkerboard
+
+    def floor(config, target):  # another board of as many points
+        return metrics.w2(toy2d.test_set("checkerboard", len(target), seed=config.data.test_seed + 1,
+                                         **toy2d.config_kwargs("checkerboard", config.data)), target)
+
+    rows = learned_rows(args, "checkerboard", "squares", rf_checkerboard.SQUARES, rf_checkerboard.get_config, floor,
+                        256, 1000)
+    c = rf_checkerboard.get_config()
+    print_learned_table(
+        f"N(0, I_2) -> checkerboard of unit squares (Bansal et al. Sec. 5.1, Example 2), 1-RF learned by an MLP "
+        f"{'x'.join(map(str, c.model.hidden))} from {c.data.num_train:,} training points, {c.training.num_steps:,} "
+        f"steps, batch {c.training.batch_size:,}; exact W2 of {c.eval.num_samples:,} Euler (T steps) / dopri5 samples "
+        f"to the {c.eval.num_samples:,} test points (EMA); floor = W2 between two {c.eval.num_samples:,}-point boards; "
+        f"S, AS, PWS along a 256-step Euler path of 1,000 noises", "squares", rows)
+
+
+def digits_table(args) -> None:
+    from configs import rf_digits
+    from flowjax.data import digits
+
+    def floor(config, target):  # as many training images as test images (a fixed random subset)
+        train_x, _ = digits.from_config(config.data, "train")
+        return metrics.w2(train_x[np.random.default_rng(0).choice(len(train_x), len(target), replace=False)], target)
+
+    rows = learned_rows(args, "digits", "classes", (3, 7, 10), rf_digits.get_config, floor, 128, 300)
+    c = rf_digits.get_config()
+    print_learned_table(
+        f"8x8 digits of the first 3 / 7 / 10 classes (the MNIST experiment of Bansal et al. Sec. 5.2), 1-RF, "
+        f"small UNet, {c.training.num_steps:,} steps, batch {c.training.batch_size}; exact W2 (pixel space, [-1, 1]) "
+        f"of Euler (T steps) / dopri5 samples to the test images of those classes ("
+        + " / ".join(str(r["test points"]) for r in rows) + "), as many samples (EMA); floor = W2 between as many "
+        "training images and the test images; S, AS, PWS along a 128-step Euler path of the same noises",
+        "classes", rows)
+
+
 def moons_floor(n: int, test_seed: int) -> float:
     target = toy2d.test_set("moons", n, seed=test_seed)
     other = toy2d.test_set("moons", n, seed=test_seed + 1)
@@ -169,7 +291,8 @@ def moons_floor(n: int, test_seed: int) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tables", default="1,2", help="which tables: 1 (closed-form drift), 2 (trained reflow)")
+    parser.add_argument("--tables", default="1,2,3,4",
+                        help="which tables: 1 (closed-form drift), 2 (trained reflow), 3 (checkerboards), 4 (digit classes)")
     parser.add_argument("--n", type=int, default=2000, help="table 1: points per sample")
     parser.add_argument("--seeds", type=int, default=3, help="table 1: seeds averaged")
     parser.add_argument("--fine_steps", type=int, default=256, help="table 1: Euler steps of the S/AS/PWS path")
@@ -179,6 +302,8 @@ def main():
     parser.add_argument("--num_pairs", type=int, default=10_000, help="table 2: pairs generated per teacher")
     parser.add_argument("--pair_solver", default="dopri5", help="table 2: pair ODE solver (dopri5 or a fixed-step name)")
     parser.add_argument("--pair_nfe", type=int, default=100, help="table 2: NFE of a fixed-step pair solver")
+    parser.add_argument("--init_from_teacher", action="store_true",
+                        help="table 2: students start from their teacher's EMA parameters (training.init_from)")
     args = parser.parse_args()
     tables = args.tables.split(",")
     started = time.perf_counter()
@@ -213,7 +338,8 @@ def main():
                      "W2 dopri5": floor})
         pair_how = (f"dopri5 (tol {states[order[0]][0].eval.dopri5_tol:g})" if args.pair_solver == "dopri5"
                     else f"{args.pair_solver} NFE {args.pair_nfe}")
-        print(f"\n8 Gaussians -> moons, MLP 3x64, batch 256, Adam 1e-3, {args.steps} steps per model (from scratch), "
+        start = "students initialised from the teacher" if args.init_from_teacher else "from scratch"
+        print(f"\n8 Gaussians -> moons, MLP 3x64, batch 256, Adam 1e-3, {args.steps} steps per model ({start}), "
               f"sigma 0; reflow on {args.num_pairs:,} pairs of the teacher's EMA model by {pair_how}; W2 (exact) of "
               f"Euler / dopri5 samples from the same 2,000 noises to 2,000 held-out moons points (EMA); S, AS along a "
               f"100-step Euler path of 1,000 noises; {jax.default_backend()} ({os.cpu_count()} cores)\n")
@@ -225,6 +351,11 @@ def main():
                       f"{r['S']:.3f}" if "S" in r else "", f"{r['AS']:.2f}" if "AS" in r else ""]
             print("| " + " | ".join(cells) + " |")
         print(f"\n(table 2: {time.perf_counter() - t2:.0f} s)")
+    for table, fn in (("3", checkerboard_table), ("4", digits_table)):
+        if table in tables:
+            t0 = time.perf_counter()
+            fn(args)
+            print(f"\n(table {table}: {time.perf_counter() - t0:.0f} s)", flush=True)
     print(f"(total: {time.perf_counter() - started:.0f} s)")
 
 
