@@ -82,8 +82,6 @@ def data_setup(cfg: ml_collections.ConfigDict) -> tuple[Callable | None, Callabl
             raise ValueError(f"data.num_train={cfg.num_train} exceeds the {pixels.shape[0]} digits of the training split.")
         train_x = jnp.asarray(pixels[: cfg.num_train or None])
         return None, lambda key: jax.random.normal(key, train_x.shape[1:]), train_x
-    if cfg.get("num_classes", 0):
-        raise ValueError(f"data.num_classes={cfg.num_classes} keeps the first digits classes: it needs data.name='digits'.")
     kwargs = toy2d.config_kwargs(cfg.name, cfg)
     data_fn = toy2d.get_sampler(cfg.name, **kwargs)
     train_x = toy2d.train_set(cfg.name, cfg.num_train, seed=cfg.train_seed, **kwargs) if cfg.num_train else None
@@ -311,6 +309,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.data.flip_as_example and not (images.is_image_dataset(config.data.name) and config.data.random_flip):
         raise ValueError("data.flip_as_example makes flipped images examples of their own: it needs an image data "
                          "set and data.random_flip=True.")
+    if config.data.num_classes and config.data.name != "digits":
+        raise ValueError(f"data.num_classes={config.data.num_classes} keeps the first digits classes: it needs "
+                         "data.name='digits'.")
     if images.is_image_dataset(config.data.name):
         return  # a fixed training set whose size is known once the data set is opened (images.batches checks it)
     if config.data.name == "pairs":
@@ -417,7 +418,6 @@ def setup(config: ml_collections.ConfigDict) -> Experiment:
     if config.data.name == "pairs":
         data_fn, train_x = None, None
         source_one, stored = pairs_setup(config.data)
-        stream.steps_per_epoch(stored.num_pairs, config.training.batch_size)  # batch <= stored pairs
     elif images.is_image_dataset(config.data.name):
         source = images.source_from_config(config.data)
         data_fn, train_x, shape = None, None, source.shape

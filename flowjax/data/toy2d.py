@@ -153,9 +153,8 @@ def get_sampler(name: str, **kwargs) -> Sampler:
 
 def config_kwargs(name: str, data_cfg) -> dict:
     """The sampler options of toy `name` that the data config sets (checkerboard: num_squares, square_size)."""
-    if name == "checkerboard":
-        return {"num_squares": int(data_cfg.get("num_squares", 8)), "square_size": float(data_cfg.get("square_size", 2.0))}
-    return {}
+    fields = ("num_squares", "square_size") if name == "checkerboard" else ()
+    return {f: data_cfg[f] for f in fields if f in data_cfg}  # absent (an older recorded config): the defaults
 
 
 def train_set(name: str, n: int, seed: int = 0, **kwargs) -> jax.Array:
