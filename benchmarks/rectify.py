@@ -46,6 +46,7 @@ test images of those classes (as many samples as test images), S, AS and PWS alo
 Floor: W2 between as many training images (a fixed random subset) and the test images.
 """
 import argparse
+import copy
 import os
 import sys
 import time
@@ -53,7 +54,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from flowjax import evaluate, integrators, metrics, rectify, train  # noqa: E402
@@ -167,18 +167,27 @@ def write_pairs(name: str, args, states: dict) -> float:
     return time.perf_counter() - start
 
 
+def euler_dopri5(config, velocity_fn, params, x0, target, nfes) -> tuple[dict, dict, int]:
+    """`evaluate.sweep` over Euler at each of ``nfes`` and dopri5: (W2 by NFE, samples by NFE, dopri5's NFE);
+    dopri5's entries are under the key "dopri5"."""
+    config = copy.deepcopy(config)
+    config.eval.solvers, config.eval.nfe = ("euler", "dopri5"), tuple(nfes)
+    rows, samples = evaluate.sweep(config, velocity_fn, params, x0, target)
+    key = lambda r: "dopri5" if r["solver"] == "dopri5" else r["nfe"]
+    dopri5_nfe = next(r["nfe"] for r in rows if r["solver"] == "dopri5")
+    return ({key(r): r["w2"] for r in rows}, {key(r): samples[f"{r['solver']} NFE={r['nfe']}"] for r in rows},
+            dopri5_nfe)
+
+
 def eval_model(name: str, states: dict, num_path: int, path_steps: int) -> dict:
     config, exp, state = states[name]
     eval_config = rectify.evaluation_config(config)  # runs on pairs: the teacher's moons test set
     target = evaluate.target_set(eval_config)
     x0 = evaluate.eval_noise(eval_config, exp.source_one, len(target))
     params = state.ema_params
-    row = {"model": MODELS[name][0]}
-    for nfe in (1, 2, 4):
-        x1, _ = evaluate.sample(exp.velocity_fn, params, x0, "euler", nfe)
-        row[f"W2 NFE {nfe}"] = float(metrics.w2(x1, target))
-    x1, used = evaluate.sample(exp.velocity_fn, params, x0, "dopri5", None, eval_config.eval.dopri5_tol)
-    row["W2 dopri5"], row["dopri5 NFE"] = float(metrics.w2(x1, target)), used
+    w2, _, dopri5_nfe = euler_dopri5(eval_config, exp.velocity_fn, params, x0, target, (1, 2, 4))
+    row = {"model": MODELS[name][0], **{f"W2 NFE {nfe}": w2[nfe] for nfe in (1, 2, 4)},
+           "W2 dopri5": w2["dopri5"], "dopri5 NFE": dopri5_nfe}
     v = lambda x, t: exp.velocity_fn(params, x, t)
     st = metrics.rectified_straightness(v, x0[:num_path], path_steps, 10)
     row["S"], row["AS"] = float(st["straightness"]), float(st["average_straightness"])
@@ -199,15 +208,12 @@ def learned_flow_row(config, workdir: str, path_steps: int, num_path: int) -> di
     target = evaluate.target_set(config)
     x0 = evaluate.eval_noise(config, exp.source_one, len(target))
     params = state.ema_params
-    v = lambda x, t: exp.velocity_fn(params, x, t)
-    for t in EULER_T:
-        x1, _ = evaluate.sample(exp.velocity_fn, params, x0, "euler", t)
-        row[f"W2 T={t}"] = float(metrics.w2(x1, target))
-    ode, row["dopri5 NFE"] = evaluate.sample(exp.velocity_fn, params, x0, "dopri5", None, config.eval.dopri5_tol)
-    row["W2 dopri5"] = float(metrics.w2(ode, target))
-    rms = lambda a, b: float(jnp.sqrt(jnp.mean(jnp.sum(jnp.reshape(a - b, (a.shape[0], -1)) ** 2, axis=1))))
+    w2, samples, row["dopri5 NFE"] = euler_dopri5(config, exp.velocity_fn, params, x0, target, EULER_T)
+    row.update({**{f"W2 T={t}": w2[t] for t in EULER_T}, "W2 dopri5": w2["dopri5"]})
+    rms = lambda a, b: float(np.sqrt(np.mean(np.sum(np.reshape(a - b, (a.shape[0], -1)) ** 2, axis=1))))
     for t in EULER_T:  # e_T: discretisation error of the same noise against the model's own ODE endpoint
-        row[f"e T={t}"] = rms(integrators.euler(v, x0, t), ode)
+        row[f"e T={t}"] = rms(samples[t], samples["dopri5"])
+    v = lambda x, t: exp.velocity_fn(params, x, t)
     st = metrics.rectified_straightness(v, x0[:num_path], path_steps, PWS_PIECES)
     row.update(S=float(st["straightness"]), AS=float(st["average_straightness"]),
                PWS=float(st["piecewise_straightness"]))
