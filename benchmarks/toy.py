@@ -46,7 +46,7 @@ def run(method: str, task: str, steps: int, timed: int) -> dict:
     exp = train.setup(config)
     p_step, batch_fn = train.pmapped_train_step(config, exp), train.make_batch_fn(config, exp)
     key = jax.random.PRNGKey(config.training.seed)
-    replicated = flax.jax_utils.replicate(exp.state)
+    replicated = train.replicate(exp.state)
     start = None
     for step in range(steps):
         if step == steps - timed:

@@ -37,7 +37,7 @@ def test_config_builds_and_steps(path):
     config.training.batch_size = 16
     exp = train.setup(config)
     batch, _ = train.make_batch_fn(config, exp)(0)
-    _, metrics = train.pmapped_train_step(config, exp)(flax.jax_utils.replicate(exp.state), batch, jax.random.PRNGKey(1))
+    _, metrics = train.pmapped_train_step(config, exp)(train.replicate(exp.state), batch, jax.random.PRNGKey(1))
     assert np.isfinite(float(metrics["loss"][0]))
     # the coupling does what the config says: OT never raises the minibatch cost
     if config.coupling.name == "exact_ot":

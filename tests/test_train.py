@@ -46,7 +46,7 @@ def test_pmap_step_matches_single_device_gradient():
     for ndev in (1, 4):
         p_step = jax.pmap(step, axis_name=train.AXIS, in_axes=(0, 0, None), devices=jax.devices()[:ndev])
         batch = {"x1": x1.reshape(ndev, 16 // ndev, 2), "index": -np.ones((ndev, 16 // ndev), np.int32)}
-        new, metrics = p_step(flax.jax_utils.replicate(state, jax.devices()[:ndev]), batch, key)
+        new, metrics = p_step(train.replicate(state, jax.devices()[:ndev]), batch, key)
         grad = jax.tree.map(lambda a, b: a - b[0], state.params, new.params)
         results.append((grad, metrics["loss"][0]))
     (g1, l1), (g4, l4) = results
@@ -86,7 +86,7 @@ def test_loom_match_only_epochs_moves_the_coupling_not_the_model():
     config = tiny_config(**LOOM, **{"coupling.match_only_epochs": 2, "training.num_steps": 9, "optim.warmup_steps": 0})
     exp = train.setup(config)
     p_step, batch_fn = train.pmapped_train_step(config, exp), train.make_batch_fn(config, exp)
-    state = flax.jax_utils.replicate(exp.state)
+    state = train.replicate(exp.state)
     params = [exp.state.params]
     for step in range(9):  # 64 // 16 = 4 steps per epoch: steps 0-7 only match
         state, metrics = p_step(state, batch_fn(step)[0], jax.random.PRNGKey(step))
