@@ -84,6 +84,10 @@ def get_config() -> ml_collections.ConfigDict:
     training.log_every = 200
     training.checkpoint_every = 1_000
     training.keep_checkpoints = 3
+    # Steps per compiled call (lax.scan): fewer host round trips; a stateless coupling's K pairings are solved
+    # together (exact OT's host assignments on all CPU cores). Same steps, same data; must divide num_steps,
+    # log_every and checkpoint_every.
+    training.steps_per_call = 1
     training.init_from = ""  # a trained run's workdir: start from its EMA parameters (reflow from the teacher)
 
     config.eval = ev = ml_collections.ConfigDict()

@@ -117,22 +117,33 @@ def make_train_step(config: ml_collections.ConfigDict, apply_fn: Callable, tx: o
     "x0" [b, ...] when the input stream has already paired the noise (pool couplings).
     ``couple(key, x1, x0, coupling_state, index)`` is `couplings.Coupling.couple`. During the first
     ``match_only_steps`` steps only the coupling state changes (LOOM's "train after convergence").
+
+    With ``training.steps_per_call = K > 1`` the function takes K steps, ``(state, batches, keys)`` with
+    the leaves of ``batches`` [K, b, ...] and ``keys`` [K], and returns the metrics of each step ([K]).
+    Each step is the single step's computation on its own batch and key; a stateless coupling's K
+    pairings are computed first, together (the K host assignments of exact OT run on all CPU cores).
     """
     interp = interpolants.get(config.loss.interpolant, config.loss.sigma_min)
     sched = interpolants.schedule(config.loss.interpolant, config.loss.sigma_min)
     sample_t = losses.get_time_sampler(config.loss.time_sampler, config.loss.time_mean, config.loss.time_std)
     sigma, decay = config.loss.sigma, config.training.ema_decay
 
-    def step(state: TrainState, batch: dict, key: jax.Array):
-        x1 = batch["x1"]
-        b = x1.shape[0]
+    def per_example(key, b):
         position = lax.axis_index(AXIS) * b + jnp.arange(b)  # position in the global batch
-        k_src, k_t, k_sig, k_cpl = jax.random.split(key, 4)
-        per_example = lambda k: jax.vmap(jax.random.fold_in, (None, 0))(k, position)
-        x0 = batch["x0"] if "x0" in batch else jax.vmap(source_one)(per_example(k_src))
-        t = jax.vmap(lambda k: sample_t(k, 1)[0])(per_example(k_t))
-        noise = jax.vmap(lambda k: jax.random.normal(k, x1.shape[1:]))(per_example(k_sig)) if sigma > 0 else None
-        x0, x1, coupling_state, info = couple(k_cpl, x1, x0, state.coupling_state, batch["index"])
+        return jax.vmap(jax.random.fold_in, (None, 0))(key, position)
+
+    def pair(coupling_state, batch: dict, key: jax.Array):
+        x1 = batch["x1"]
+        k_src, _, _, k_cpl = jax.random.split(key, 4)
+        x0 = batch["x0"] if "x0" in batch else jax.vmap(source_one)(per_example(k_src, x1.shape[0]))
+        return couple(k_cpl, x1, x0, coupling_state, batch["index"])
+
+    def update(state: TrainState, paired: tuple, key: jax.Array):
+        x0, x1, coupling_state, info = paired
+        _, k_t, k_sig, _ = jax.random.split(key, 4)
+        b = x1.shape[0]
+        t = jax.vmap(lambda k: sample_t(k, 1)[0])(per_example(k_t, b))
+        noise = jax.vmap(lambda k: jax.random.normal(k, x1.shape[1:]))(per_example(k_sig, b)) if sigma > 0 else None
         k_drop = jax.random.fold_in(jax.random.fold_in(key, 7), lax.axis_index(AXIS))
         net = lambda p, x, s: apply_fn(p, x, s, train=True, rngs={"dropout": k_drop})
 
@@ -161,7 +172,16 @@ def make_train_step(config: ml_collections.ConfigDict, apply_fn: Callable, tx: o
         new_state = TrainState(state.step + 1, params, ema, opt_state, coupling_state)
         return new_state, metrics
 
-    return step
+    def step(state: TrainState, batch: dict, key: jax.Array):
+        return update(state, pair(state.coupling_state, batch, key), key)
+
+    def steps(state: TrainState, batches: dict, keys: jax.Array):
+        if state.coupling_state is None:  # stateless: the K pairings do not depend on the parameters
+            paired = jax.vmap(lambda batch, key: pair(None, batch, key))(batches, keys)
+            return lax.scan(lambda st, xs: update(st, *xs), state, (paired, keys))
+        return lax.scan(lambda st, xs: step(st, *xs), state, (batches, keys))
+
+    return step if config.training.steps_per_call == 1 else steps
 
 
 def make_batch_fn(config: ml_collections.ConfigDict, exp: "Experiment") -> Callable:
@@ -218,7 +238,10 @@ def make_batch_fn(config: ml_collections.ConfigDict, exp: "Experiment") -> Calla
                                   jax.random.fold_in(jax.random.PRNGKey(config.training.seed), 4))
     ndev, local = jax.local_device_count(), global_batch // jax.process_count()
     offset = jax.process_index() * local
-    shard = lambda a: a[offset:offset + local].reshape((ndev, local // ndev) + a.shape[1:])
+    if local == global_batch:  # one process: no slice (each dispatch costs the toys' step ~0.1 ms)
+        shard = lambda a: a.reshape((ndev, local // ndev) + a.shape[1:])
+    else:
+        shard = lambda a: a[offset:offset + local].reshape((ndev, local // ndev) + a.shape[1:])
 
     def batch_fn(step: int) -> tuple[dict, dict]:
         x1, index, *stored = global_at(step)
@@ -297,6 +320,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     if config.training.num_steps < 0:
         raise ValueError(f"training.num_steps must be >= 0, got {config.training.num_steps}.")
+    per_call = config.training.steps_per_call
+    if per_call < 1 or any(v % per_call for v in (config.training.num_steps, config.training.log_every,
+                                                  config.training.checkpoint_every)):
+        raise ValueError(
+            f"training.steps_per_call={per_call} must be >= 1 and divide training.num_steps="
+            f"{config.training.num_steps}, training.log_every={config.training.log_every} and "
+            f"training.checkpoint_every={config.training.checkpoint_every} (steps are taken {per_call} per call).")
     if config.loss.name not in PREDICTION:
         raise ValueError(f"Unknown loss {config.loss.name!r}; choose one of {tuple(PREDICTION)} (config field loss.name).")
     interpolants.get(config.loss.interpolant)
@@ -474,6 +504,29 @@ def replicate(tree: Any, devices: list | None = None) -> Any:
     return jax.tree.map(lambda x: jax.device_put(jnp.broadcast_to(x, (len(devices),) + jnp.shape(x)), sharding), tree)
 
 
+def make_advance_fn(config: ml_collections.ConfigDict, exp: Experiment, step_key: jax.Array | None = None) -> Callable:
+    """``(replicated state, step) -> (state, metrics, pool info)``: takes steps ``step .. step + K - 1``
+    (K = training.steps_per_call) on their batches and keys (step s: ``fold_in(step_key, s)``; by default
+    the training loop's key); the metrics are the last step's."""
+    p_step, batch_fn = pmapped_train_step(config, exp), make_batch_fn(config, exp)
+    if step_key is None:
+        step_key = jax.random.fold_in(jax.random.PRNGKey(config.training.seed), 2)
+    per_call = config.training.steps_per_call
+
+    def advance(replicated, step: int):
+        if per_call == 1:
+            batch, pool_info = batch_fn(step)
+            replicated, metrics = p_step(replicated, batch, jax.random.fold_in(step_key, step))
+            return replicated, metrics, pool_info
+        batches = [batch_fn(s) for s in range(step, step + per_call)]  # -> [devices, K, b, ...], keys [K]
+        batch = jax.tree.map(lambda *a: jnp.stack(a, 1), *[b for b, _ in batches])
+        keys = jnp.stack([jax.random.fold_in(step_key, s) for s in range(step, step + per_call)])
+        replicated, metrics = p_step(replicated, batch, keys)
+        return replicated, jax.tree.map(lambda a: a[:, -1], metrics), batches[-1][1]
+
+    return advance
+
+
 def train(config: ml_collections.ConfigDict, workdir: str, exp: Experiment | None = None) -> TrainState:
     """Trains to training.num_steps, resuming from the workdir's latest checkpoint. Returns the state."""
     from clu import metric_writers, periodic_actions  # imports TensorFlow; keep it out of pure modules
@@ -490,18 +543,18 @@ def train(config: ml_collections.ConfigDict, workdir: str, exp: Experiment | Non
         state = init_from_run(state, config.training.init_from)
     start, num_steps = int(state.step), config.training.num_steps
 
-    p_step = pmapped_train_step(config, exp)
-    key = jax.random.PRNGKey(config.training.seed)
-    step_key = jax.random.fold_in(key, 2)
-    batch_fn = make_batch_fn(config, exp)
+    advance = make_advance_fn(config, exp)
     writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
     progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
                                                every_steps=config.training.log_every)
     replicated = replicate(state)
-    for step in range(start, num_steps):
-        batch, pool_info = batch_fn(step)
-        replicated, metrics = p_step(replicated, batch, jax.random.fold_in(step_key, step))
-        done = step + 1
+    per_call = config.training.steps_per_call
+    if start % per_call:
+        raise ValueError(f"The run in {workdir} is at step {start}, not a multiple of training.steps_per_call="
+                         f"{per_call}; resume it with --config.training.steps_per_call=1.")
+    for step in range(start, num_steps, per_call):
+        replicated, metrics, pool_info = advance(replicated, step)
+        done = step + per_call
         progress(done)
         log_now = done % config.training.log_every == 0
         save_now = done % config.training.checkpoint_every == 0 or done == num_steps

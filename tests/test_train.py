@@ -99,6 +99,29 @@ def test_loom_match_only_epochs_moves_the_coupling_not_the_model(caplog):
     assert not np.array_equal(flax.jax_utils.unreplicate(state).coupling_state["seeds"], exp.state.coupling_state["seeds"])
 
 
+@pytest.mark.parametrize("overrides", [{}, LOOM], ids=["exact_ot", "loom"])
+def test_steps_per_call_takes_the_same_steps(overrides):
+    """training.steps_per_call=4 (one compiled call per 4 steps; exact OT's 4 assignments solved together,
+    LOOM's in turn) gives the parameters, coupling state and last metrics of 8 single steps."""
+    results = []
+    for k in (1, 4):
+        config = tiny_config(**overrides, **{"training.steps_per_call": k, "training.log_every": 8,
+                                             "training.checkpoint_every": 8})
+        exp = train.setup(config)
+        advance, state = train.make_advance_fn(config, exp), train.replicate(exp.state)
+        for step in range(0, 8, k):
+            state, metrics, _ = advance(state, step)
+        results.append((flax.jax_utils.unreplicate(state), jax.device_get(metrics)))
+    (one, m1), (four, m4) = results
+    for a, b in zip(_params(one), _params(four)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    for a, b in zip(jax.tree.leaves(one.coupling_state), jax.tree.leaves(four.coupling_state)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(m1["loss"], m4["loss"], rtol=1e-5)
+    np.testing.assert_allclose(m1["coupling/cost_after"], m4["coupling/cost_after"], rtol=1e-5)
+    assert int(four.step) == 8 and not np.allclose(_params(four)[0], _params(train.setup(tiny_config()).state)[0])
+
+
 def _snapshot(workdir):
     out = {}
     for root, _, files in os.walk(workdir):
@@ -170,6 +193,8 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
     ({"coupling.cost": "l1"}, "coupling.cost"),
     ({"data.num_train": 10}, "between 1 and data.num_train=10"),
     ({"coupling.name": "dansm", "coupling.match_size": -1}, "coupling.match_size"),
+    ({"training.steps_per_call": 3}, "steps_per_call=3 must .* divide training.num_steps=40"),
+    ({"training.steps_per_call": 0}, "steps_per_call=0 must be >= 1"),
 ])
 def test_bad_config_values(override, message):
     with pytest.raises(ValueError, match=message):
