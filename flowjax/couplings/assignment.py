@@ -45,6 +45,8 @@ def _scipy_perm(cost: np.ndarray) -> np.ndarray:
     # A batch of problems (vmap: K steps per call, or pools): scipy releases the GIL, so threads solve
     # them on all cores (two threads: 2x on this 2-core machine).
     costs = cost.reshape(-1, *cost.shape[-2:])
+    if len(costs) == 1:  # one step on one device (its vmapped device axis): no pool on the hot path
+        return _scipy_perm(costs[0]).reshape(cost.shape[:-1])
     with concurrent.futures.ThreadPoolExecutor(min(len(costs), os.cpu_count() or 1)) as pool:
         return np.stack(list(pool.map(_scipy_perm, costs))).reshape(cost.shape[:-1])
 
