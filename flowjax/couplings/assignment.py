@@ -51,6 +51,17 @@ def _scipy_perm(cost: np.ndarray) -> np.ndarray:
         return np.stack(list(pool.map(_scipy_perm, costs))).reshape(cost.shape[:-1])
 
 
+def column_order(cost: jax.Array) -> jax.Array:
+    """The columns of ``cost`` [n, n] sorted (stably) by the row of their minimum after row reduction.
+
+    Solving ``cost[:, order]`` and mapping the columns back gives the same assignment, which scipy
+    finds in 0.81-0.99 of the time on the costs of `benchmarks/assignment.py` at n = 256 (2-D toys,
+    64-d digits, 3072-d images) and 0.60-0.93 at n = 1,024, except the digits (1.29). Computed in
+    the graph: on the host, NumPy's column argmin and gather took a fifth of the solve.
+    """
+    return jnp.argsort(jnp.argmin(cost - cost.min(1, keepdims=True), axis=0), stable=True)
+
+
 def solve(cost: jax.Array, solver: str = "auto") -> jax.Array:
     """Returns ``perm`` ([n] int32) minimising ``sum_i cost[i, perm[i]]`` for a square cost [n, n]."""
     if cost.ndim != 2 or cost.shape[0] != cost.shape[1]:
@@ -58,9 +69,11 @@ def solve(cost: jax.Array, solver: str = "auto") -> jax.Array:
     solver = resolve_solver(solver)
     n = cost.shape[0]
     if solver == "scipy":
-        return jax.pure_callback(
-            _scipy_perm, jax.ShapeDtypeStruct((n,), jnp.int32), cost, vmap_method="expand_dims"
+        cols = column_order(cost)
+        perm = jax.pure_callback(
+            _scipy_perm, jax.ShapeDtypeStruct((n,), jnp.int32), cost[:, cols], vmap_method="expand_dims"
         )
+        return cols[perm].astype(jnp.int32)
     _, out = unreg.hungarian(geometry.Geometry(cost_matrix=cost))
     rows, cols = out.paired_indices
     return jnp.zeros((n,), jnp.int32).at[rows].set(cols.astype(jnp.int32))
