@@ -85,8 +85,8 @@ def get_config() -> ml_collections.ConfigDict:
     training.checkpoint_every = 1_000
     training.keep_checkpoints = 3
     # Steps per compiled call (lax.scan): fewer host round trips; a stateless coupling's K pairings are solved
-    # together (exact OT's host assignments on all CPU cores). Same steps, same data; must divide num_steps,
-    # log_every and checkpoint_every.
+    # together (exact OT's host assignments on all CPU cores), during the previous call's updates. Same steps,
+    # same data; must divide num_steps, log_every and checkpoint_every.
     training.steps_per_call = 1
     training.init_from = ""  # a trained run's workdir: start from its EMA parameters (reflow from the teacher)
 

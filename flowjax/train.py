@@ -16,6 +16,7 @@ stored (x0, x1) pairs (`flowjax.rectify`): its batches carry the stored noise "x
 """
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import json
 import os
@@ -108,7 +109,8 @@ def pairs_setup(cfg: ml_collections.ConfigDict) -> tuple[Callable, pairs.PairsSo
 
 
 def make_train_step(config: ml_collections.ConfigDict, apply_fn: Callable, tx: optax.GradientTransformation,
-                    couple: Callable, source_one: Callable, match_only_steps: int = 0) -> Callable:
+                    couple: Callable, source_one: Callable, match_only_steps: int = 0,
+                    split: bool = False) -> Callable:
     """Per-device step ``(state, batch, key) -> (state, metrics)``; run it under pmap(axis 'batch').
 
     ``apply_fn(params, x, t, **kw)`` is called with ``train=True`` and a per-device dropout rng.
@@ -122,6 +124,8 @@ def make_train_step(config: ml_collections.ConfigDict, apply_fn: Callable, tx: o
     the leaves of ``batches`` [K, b, ...] and ``keys`` [K], and returns the metrics of each step ([K]).
     Each step is the single step's computation on its own batch and key; a stateless coupling's K
     pairings are computed first, together (the K host assignments of exact OT run on all CPU cores).
+    ``split=True`` returns the two parts of a stateless coupling's K steps: ``pairs(batches, keys)``
+    and ``updates(state, paired, keys) -> (state, metrics)``.
     """
     interp = interpolants.get(config.loss.interpolant, config.loss.sigma_min)
     sched = interpolants.schedule(config.loss.interpolant, config.loss.sigma_min)
@@ -175,12 +179,19 @@ def make_train_step(config: ml_collections.ConfigDict, apply_fn: Callable, tx: o
     def step(state: TrainState, batch: dict, key: jax.Array):
         return update(state, pair(state.coupling_state, batch, key), key)
 
+    def pairs(batches: dict, keys: jax.Array):  # a stateless coupling's K pairings, [K, b, ...]
+        return jax.vmap(lambda batch, key: pair(None, batch, key))(batches, keys)
+
+    def updates(state: TrainState, paired: tuple, keys: jax.Array):
+        return lax.scan(lambda st, xs: update(st, *xs), state, (paired, keys))
+
     def steps(state: TrainState, batches: dict, keys: jax.Array):
         if state.coupling_state is None:  # stateless: the K pairings do not depend on the parameters
-            paired = jax.vmap(lambda batch, key: pair(None, batch, key))(batches, keys)
-            return lax.scan(lambda st, xs: update(st, *xs), state, (paired, keys))
+            return updates(state, pairs(batches, keys), keys)
         return lax.scan(lambda st, xs: step(st, *xs), state, (batches, keys))
 
+    if split:
+        return pairs, updates
     return step if config.training.steps_per_call == 1 else steps
 
 
@@ -213,19 +224,14 @@ def make_batch_fn(config: ml_collections.ConfigDict, exp: "Experiment") -> Calla
             x0, x1 = exp.pairs.read(index)
             return jnp.asarray(x1), jnp.asarray(index), jnp.asarray(x0)
     elif exp.train_x is not None:
-        train_x, spe = exp.train_x, stream.steps_per_epoch(exp.train_x.shape[0], global_batch)
-        # Same indices as stream.batch_indices, with each epoch's permutation computed once.
-        permutation = jax.jit(lambda epoch: stream.epoch_permutation(key, train_x.shape[0], epoch))
-        rows = lambda i: (train_x[i], i)
-        take = jax.jit(lambda perm, k: rows(lax.dynamic_slice_in_dim(perm, k * global_batch, global_batch)))
-        epochs: dict[int, jax.Array] = {}
+        # Gathered with NumPy on the host: microseconds, where each JAX dispatch cost a toy step ~0.1 ms
+        # (the step's call moves the batch to the devices).
+        train_x = np.asarray(exp.train_x)
+        indices_at = stream.host_batch_indices(key, train_x.shape[0], global_batch)
 
         def global_at(step):
-            epoch = step // spe
-            if epoch not in epochs:
-                epochs.clear()
-                epochs[epoch] = permutation(epoch)
-            return take(epochs[epoch], step % spe)
+            index = indices_at(step)
+            return train_x[index], index
     else:
         @jax.jit
         def global_at(step):
@@ -485,11 +491,16 @@ def pmapped_train_step(config: ml_collections.ConfigDict, exp: Experiment) -> Ca
     """
     step = make_train_step(config, exp.apply_fn, exp.tx, exp.coupling.couple, exp.source_one,
                            match_only_steps(config, exp.images))
+    return _per_device(step, (0, 0, None), donate=(0,))
+
+
+def _per_device(fn: Callable, in_axes: tuple, donate: tuple = ()) -> Callable:
+    """`jax.pmap` of ``fn`` over the local devices (axis 'batch'); with one device, `jax.jit` of its vmap."""
     if jax.local_device_count() == 1:
         # Same program over a device axis of size 1 (vmap supports the named-axis collectives); on
         # XLA:CPU a 1-device pmap ran a digits UNet step 9x slower than this jit.
-        return jax.jit(jax.vmap(step, axis_name=AXIS, in_axes=(0, 0, None)), donate_argnums=(0,))
-    return jax.pmap(step, axis_name=AXIS, in_axes=(0, 0, None), donate_argnums=(0,))
+        return jax.jit(jax.vmap(fn, axis_name=AXIS, in_axes=in_axes), donate_argnums=donate)
+    return jax.pmap(fn, axis_name=AXIS, in_axes=in_axes, donate_argnums=donate)
 
 
 def replicate(tree: Any, devices: list | None = None) -> Any:
@@ -507,22 +518,55 @@ def replicate(tree: Any, devices: list | None = None) -> Any:
 def make_advance_fn(config: ml_collections.ConfigDict, exp: Experiment, step_key: jax.Array | None = None) -> Callable:
     """``(replicated state, step) -> (state, metrics, pool info)``: takes steps ``step .. step + K - 1``
     (K = training.steps_per_call) on their batches and keys (step s: ``fold_in(step_key, s)``; by default
-    the training loop's key); the metrics are the last step's."""
-    p_step, batch_fn = pmapped_train_step(config, exp), make_batch_fn(config, exp)
+    the training loop's key); the metrics are the last step's.
+
+    With K > 1 and a stateless coupling, a worker thread computes the next call's K pairings (batches,
+    noise, coupling) while this call's K updates run: the same steps, with exact OT's host assignments
+    overlapping the updates. Calls for consecutive steps use it; any other step is paired on the spot.
+    """
+    batch_fn = make_batch_fn(config, exp)
     if step_key is None:
         step_key = jax.random.fold_in(jax.random.PRNGKey(config.training.seed), 2)
-    per_call = config.training.steps_per_call
+    per_call, num_steps = config.training.steps_per_call, config.training.num_steps
+    fold_in_steps = jax.jit(jax.vmap(jax.random.fold_in, (None, 0)))  # K keys in one dispatch
+
+    def inputs(step: int):  # -> batches [devices, K, b, ...], keys [K], the last step's pool info
+        batches = [batch_fn(s) for s in range(step, step + per_call)]
+        stack = lambda *a: np.stack(a, 1) if isinstance(a[0], np.ndarray) else jnp.stack(a, 1)
+        batch = jax.tree.map(stack, *[b for b, _ in batches])
+        return batch, fold_in_steps(step_key, np.arange(step, step + per_call)), batches[-1][1]
+
+    last = lambda metrics: jax.tree.map(lambda a: a[:, -1], metrics)
+    if per_call > 1 and exp.state.coupling_state is None:
+        pairs, updates = make_train_step(config, exp.apply_fn, exp.tx, exp.coupling.couple, exp.source_one,
+                                         match_only_steps(config, exp.images), split=True)
+        p_pairs, p_updates = _per_device(pairs, (0, None)), _per_device(updates, (0, 0, None), donate=(0,))
+        worker, ahead = concurrent.futures.ThreadPoolExecutor(1), {}
+
+        def paired_at(step: int):
+            batch, keys, pool_info = inputs(step)
+            return jax.block_until_ready(p_pairs(batch, keys)), keys, pool_info
+
+        def advance_paired_ahead(replicated, step: int):
+            paired, keys, pool_info = (ahead.pop(step, None) or worker.submit(paired_at, step)).result()
+            ahead.clear()
+            if step + per_call < num_steps:
+                ahead[step + per_call] = worker.submit(paired_at, step + per_call)
+            replicated, metrics = p_updates(replicated, paired, keys)
+            return replicated, last(metrics), pool_info
+
+        return advance_paired_ahead
+
+    p_step = pmapped_train_step(config, exp)
 
     def advance(replicated, step: int):
         if per_call == 1:
             batch, pool_info = batch_fn(step)
             replicated, metrics = p_step(replicated, batch, jax.random.fold_in(step_key, step))
             return replicated, metrics, pool_info
-        batches = [batch_fn(s) for s in range(step, step + per_call)]  # -> [devices, K, b, ...], keys [K]
-        batch = jax.tree.map(lambda *a: jnp.stack(a, 1), *[b for b, _ in batches])
-        keys = jnp.stack([jax.random.fold_in(step_key, s) for s in range(step, step + per_call)])
+        batch, keys, pool_info = inputs(step)
         replicated, metrics = p_step(replicated, batch, keys)
-        return replicated, jax.tree.map(lambda a: a[:, -1], metrics), batches[-1][1]
+        return replicated, last(metrics), pool_info
 
     return advance
 

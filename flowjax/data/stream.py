@@ -46,10 +46,11 @@ def host_batch_indices(key: jax.Array, num_train: int, batch_size: int) -> Calla
     """``step -> batch_indices(key, num_train, batch_size, step)`` as NumPy int32, for readers on the host
     (image and pairs files read by index); each epoch's permutation is computed once."""
     spe = steps_per_epoch(num_train, batch_size)
+    compiled = jax.jit(lambda epoch: epoch_permutation(key, num_train, epoch))  # eager: ~20 dispatches an epoch
 
     @functools.lru_cache(maxsize=2)
     def permutation(epoch: int) -> np.ndarray:
-        return np.asarray(epoch_permutation(key, num_train, epoch))
+        return np.asarray(compiled(epoch))
 
     def indices(step: int) -> np.ndarray:
         start = (step % spe) * batch_size
