@@ -520,9 +520,12 @@ def make_advance_fn(config: ml_collections.ConfigDict, exp: Experiment, step_key
     (K = training.steps_per_call) on their batches and keys (step s: ``fold_in(step_key, s)``; by default
     the training loop's key); the metrics are the last step's.
 
-    With K > 1 and a stateless coupling, a worker thread computes the next call's K pairings (batches,
-    noise, coupling) while this call's K updates run: the same steps, with exact OT's host assignments
-    overlapping the updates. Calls for consecutive steps use it; any other step is paired on the spot.
+    With K > 1 and a stateless coupling matched per device, a worker thread computes the next call's K
+    pairings (batches, noise, coupling) while this call's K updates run: the same steps, with exact
+    OT's host assignments overlapping the updates. Calls for consecutive steps use it; any other step
+    is paired on the spot. (``coupling.scope="global"`` all-gathers in the pairing program; two programs
+    with collectives dispatched from two threads could reach the devices in different orders, so it
+    keeps the single program.)
     """
     batch_fn = make_batch_fn(config, exp)
     if step_key is None:
@@ -537,7 +540,7 @@ def make_advance_fn(config: ml_collections.ConfigDict, exp: Experiment, step_key
         return batch, fold_in_steps(step_key, np.arange(step, step + per_call)), batches[-1][1]
 
     last = lambda metrics: jax.tree.map(lambda a: a[:, -1], metrics)
-    if per_call > 1 and exp.state.coupling_state is None:
+    if per_call > 1 and exp.state.coupling_state is None and config.coupling.scope == "device":
         pairs, updates = make_train_step(config, exp.apply_fn, exp.tx, exp.coupling.couple, exp.source_one,
                                          match_only_steps(config, exp.images), split=True)
         p_pairs, p_updates = _per_device(pairs, (0, None)), _per_device(updates, (0, 0, None), donate=(0,))

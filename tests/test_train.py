@@ -99,10 +99,12 @@ def test_loom_match_only_epochs_moves_the_coupling_not_the_model(caplog):
     assert not np.array_equal(flax.jax_utils.unreplicate(state).coupling_state["seeds"], exp.state.coupling_state["seeds"])
 
 
-@pytest.mark.parametrize("overrides", [{}, LOOM], ids=["exact_ot", "loom"])
+@pytest.mark.parametrize("overrides", [{}, {"coupling.scope": "global"}, LOOM],
+                         ids=["exact_ot_paired_ahead", "exact_ot_global_scope", "loom"])
 def test_steps_per_call_takes_the_same_steps(overrides):
     """training.steps_per_call=4 (one compiled call per 4 steps; exact OT's 4 assignments solved together,
-    LOOM's in turn) gives the parameters, coupling state and last metrics of 8 single steps."""
+    per device in a worker thread one call ahead or, matched globally, in the step's own program; LOOM's
+    in turn) gives the parameters, coupling state and last metrics of 8 single steps."""
     results = []
     for k in (1, 4):
         config = tiny_config(**overrides, **{"training.steps_per_call": k, "training.log_every": 8,
