@@ -57,7 +57,8 @@ def column_order(cost: jax.Array) -> jax.Array:
     Solving ``cost[:, order]`` and mapping the columns back gives the same assignment, which scipy
     finds in 0.81-0.99 of the time on the costs of `benchmarks/assignment.py` at n = 256 (2-D toys,
     64-d digits, 3072-d images) and 0.60-0.93 at n = 1,024, except the digits (1.29). Computed in
-    the graph: on the host, NumPy's column argmin and gather took a fifth of the solve.
+    the graph: on the host, NumPy's column argmin and gather cost 0.35 ms per 256 x 256 problem,
+    about 5% of its solve.
     """
     return jnp.argsort(jnp.argmin(cost - cost.min(1, keepdims=True), axis=0), stable=True)
 

@@ -46,7 +46,7 @@ def host_batch_indices(key: jax.Array, num_train: int, batch_size: int) -> Calla
     """``step -> batch_indices(key, num_train, batch_size, step)`` as NumPy int32, for readers on the host
     (image and pairs files read by index); each epoch's permutation is computed once."""
     spe = steps_per_epoch(num_train, batch_size)
-    compiled = jax.jit(lambda epoch: epoch_permutation(key, num_train, epoch))  # eager: ~20 dispatches an epoch
+    compiled = jax.jit(lambda epoch: epoch_permutation(key, num_train, epoch))  # eager: 49 ms an epoch of 10,000
 
     @functools.lru_cache(maxsize=2)
     def permutation(epoch: int) -> np.ndarray:
