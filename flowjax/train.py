@@ -217,12 +217,13 @@ def make_batch_fn(config: ml_collections.ConfigDict, exp: "Experiment") -> Calla
             batch = read(step)
             return jnp.asarray(batch["x1"]), batch["index"]
     elif exp.pairs is not None:  # stored (x0, x1) pairs, read by index from their files
+        # Kept as NumPy, like the training set below: the step's call moves the batch to the devices.
         indices_at = stream.host_batch_indices(key, exp.pairs.num_pairs, global_batch)
 
         def global_at(step):
             index = indices_at(step)
             x0, x1 = exp.pairs.read(index)
-            return jnp.asarray(x1), jnp.asarray(index), jnp.asarray(x0)
+            return x1, index, x0
     elif exp.train_x is not None:
         # Gathered with NumPy on the host: microseconds, where each JAX dispatch cost a toy step ~0.1 ms
         # (the step's call moves the batch to the devices).
@@ -532,10 +533,10 @@ def make_advance_fn(config: ml_collections.ConfigDict, exp: Experiment, step_key
         step_key = jax.random.fold_in(jax.random.PRNGKey(config.training.seed), 2)
     per_call, num_steps = config.training.steps_per_call, config.training.num_steps
     fold_in_steps = jax.jit(jax.vmap(jax.random.fold_in, (None, 0)))  # K keys in one dispatch
+    stack = lambda *a: np.stack(a, 1) if isinstance(a[0], np.ndarray) else jnp.stack(a, 1)  # host stays host
 
     def inputs(step: int):  # -> batches [devices, K, b, ...], keys [K], the last step's pool info
         batches = [batch_fn(s) for s in range(step, step + per_call)]
-        stack = lambda *a: np.stack(a, 1) if isinstance(a[0], np.ndarray) else jnp.stack(a, 1)
         batch = jax.tree.map(stack, *[b for b, _ in batches])
         return batch, fold_in_steps(step_key, np.arange(step, step + per_call)), batches[-1][1]
 
