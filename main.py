@@ -8,6 +8,7 @@ writes (x0, x1) pairs of the latest checkpoint for reflow / distillation (pairs.
 flowjax/rectify.py and configs/reflow_8gaussians_moons.py).
 Any config field can be overridden: --config.training.batch_size=64.
 """
+
 import os
 import sys
 
@@ -15,7 +16,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from flowjax import evaluate, rectify, train
-from flowjax.data import images
+from flowjax.data import dataset as datasets
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file, e.g. configs/quickstart.py.", lock_config=True)
@@ -30,33 +31,53 @@ def run(config, workdir: str, mode: str, config_name: str) -> None:
     if mode == "pairs":
         rectify.validate(config)
     exp = train.setup(config)
-    state = train.train(config, workdir, exp) if mode == "train" else train.load_checkpoint(config, workdir, exp)
+    state = train.train(config, workdir, exp) if mode == "train" else train.load_checkpoint(config, workdir, exp.state)
     params, step = (state.ema_params if config.eval.use_ema else state.params), int(state.step)
-    apply_fn, source_one = exp.velocity_fn, exp.source_one
+    velocity_fn, noise_one = exp.velocity_fn, exp.noise_one
     if mode == "pairs":
-        teacher = {"workdir": os.path.abspath(workdir), "config": config_name, "step": step,
-                   "use_ema": bool(config.eval.use_ema)}
-        out = rectify.generate_pairs(config, apply_fn, params, source_one, rectify.output_dir(config, workdir), teacher)
+        teacher = {
+            "workdir": os.path.abspath(workdir),
+            "config": config_name,
+            "step": step,
+            "use_ema": bool(config.eval.use_ema),
+        }
+        out = rectify.generate_pairs(
+            config, velocity_fn, params, noise_one, rectify.output_dir(config, workdir), teacher
+        )
         p = config.pairs
-        print(f"{p.num_pairs} pairs of step {step} ({p.solver}, NFE {'adaptive' if p.solver == 'dopri5' else p.nfe}) "
-              f"in {os.path.abspath(out)}\nTrain on them with --config.data.name=pairs --config.data.data_dir="
-              f"{os.path.abspath(out)} (e.g. configs/reflow_8gaussians_moons.py).")
+        print(
+            f"{p.num_pairs} pairs of step {step} ({p.solver}, NFE {'adaptive' if p.solver == 'dopri5' else p.nfe}) "
+            f"in {os.path.abspath(out)}\nTrain on them with --config.data.name=pairs --config.data.data_dir="
+            f"{os.path.abspath(out)} (e.g. configs/reflow_8gaussians_moons.py)."
+        )
         return
     config = eval_config
     if mode == "sample":
-        path = evaluate.write_samples(config, workdir, apply_fn, params, source_one)
-        print(f"Wrote {config.sampling.num_samples} samples ({config.sampling.solver}, NFE {config.sampling.nfe}) to {path}")
+        path = evaluate.write_samples(config, workdir, velocity_fn, params, noise_one)
+        print(
+            f"Wrote {config.sampling.num_samples} samples ({config.sampling.solver}, "
+            f"NFE {config.sampling.nfe}) to {path}"
+        )
         return
-    rows = evaluate.evaluate(config, workdir, apply_fn, params, step, source_one, config_name)
-    measured = (f"FID of {config.eval.num_samples} samples against the {config.eval.fid_split} split"
-                if images.is_image_dataset(config.data.name) else f"W2 to {config.eval.num_samples} held-out points")
-    print(f"\nStep {step}, {'EMA' if config.eval.use_ema else 'raw'} parameters, {measured}:\n"
-          f"{evaluate.format_table(rows)}")
+    rows = evaluate.evaluate(config, workdir, velocity_fn, params, step, noise_one, config_name)
+    measured = (
+        f"FID of {config.eval.num_samples} samples against the {config.eval.fid_split} split"
+        if datasets.kind(config.data) == "images"
+        else f"W2 to {config.eval.num_samples} held-out points"
+    )
+    print(
+        f"\nStep {step}, {'EMA' if config.eval.use_ema else 'raw'} parameters, {measured}:\n"
+        f"{evaluate.format_table(rows)}"
+    )
     out = os.path.abspath(workdir)
-    eval_files = "".join(f"\n  eval/{f}" + ("   the table above" if f == "metrics.json" else "")
-                         for f in sorted(os.listdir(os.path.join(out, "eval"))))
-    print(f"\nResults in {out}:\n  checkpoints/        orbax checkpoints\n  events.out.tfevents.*  TensorBoard "
-          f"(tensorboard --logdir {out}){eval_files}")
+    eval_files = "".join(
+        f"\n  eval/{f}" + ("   the table above" if f == "metrics.json" else "")
+        for f in sorted(os.listdir(os.path.join(out, "eval")))
+    )
+    print(
+        f"\nResults in {out}:\n  checkpoints/        orbax checkpoints\n  events.out.tfevents.*  TensorBoard "
+        f"(tensorboard --logdir {out}){eval_files}"
+    )
 
 
 def main(argv):

@@ -1,4 +1,5 @@
 """flowjax: flow-based generative models with straight trajectories, in JAX/Flax."""
+
 from setuptools import find_packages, setup
 
 setup(
@@ -15,20 +16,20 @@ setup(
         "orbax-checkpoint>=0.6",
         "ott-jax>=0.5",
         "ml-collections>=0.1.1",
-        "clu>=0.0.12",
         "absl-py",
         "numpy",
         "scipy",
         "scikit-learn",
         "matplotlib",
-        # clu's TensorBoard writer imports TensorFlow (clu does not declare it)
-        "tensorflow-cpu",
-        "tensorboard",
+        # TensorBoard event files without TensorFlow (clu's metric writers import TensorFlow)
+        "tensorboardX>=2.6",
     ],
     extras_require={
-        # The image-pipeline tests run the real tfds / grain code on mocked data.
-        "test": ["pytest>=7", "pytest-xdist>=3", "tensorflow-datasets>=4.9", "grain"],
-        "data": ["tensorflow-datasets>=4.9", "grain", "importlib_resources"],  # tfds build imports importlib_resources
+        # The image-pipeline tests run the real tfds / grain code on tfds's mocked data; tfds.testing imports
+        # TensorFlow. ruff is pinned: .ci/run checks the formatting, which changes between ruff releases.
+        "test": ["pytest>=7", "pytest-xdist>=3", "tensorflow-datasets>=4.9", "grain", "tensorflow-cpu", "ruff==0.17.6"],
+        # preparing a data set (`tfds build`) needs TensorFlow and importlib_resources; reading it needs neither
+        "data": ["tensorflow-datasets>=4.9", "grain", "importlib_resources", "tensorflow-cpu"],
         "tpu": ["jax[tpu]"],
     },
 )

@@ -1,4 +1,5 @@
 """DANSM greedy matching over pools of 1,024 (Xu et al. 2025, Eq. 11); other sizes: --config.coupling.match_size=N."""
+
 from configs.toy import toy_config
 
 

@@ -7,15 +7,18 @@ rf (DANSM Table 1, CIFAR-10 rows; Tables 2 and 6): DDPM++ (`unet.ddpmpp_cifar10`
 dm (DANSM Table 4): the ermongroup DDPM UNet (`unet.ddpm_cifar10`), epsilon prediction on DDPM's
   linear-beta path (T = 1000), loss summed over pixels and averaged over the batch (the code's), match
   size 1,000 (Table 4's best), 1000 epochs, deterministic DDIM; the code's "3-step" DDIM evaluates the
-  network 4 times (timesteps 999, 666, 333, 0; brief Sec. 5.1), so NFE 3, 4 and 10 are swept.
+  network 4 times (its timesteps are range(0, 1000, 1000 // steps) reversed: 999, 666, 333, 0), so NFE
+  3, 4 and 10 are swept.
 
-The paper states no optimiser settings. From its code (brief Sec. 5.3): Adam lr 1e-4, constant, no
-warm-up, clipping 1, EMA with warm-up min(mu, (1+n)/(10+n)) (ours is the same), random flips.
+The paper states no optimiser settings. From the authors' released code (its trainers' command-line
+defaults): Adam lr 1e-4, constant (the configs list a 5,000-step warm-up the trainers do not implement),
+clipping 1, EMA with warm-up min(mu, (1+n)/(10+n)) (ours is the same), random flips.
 EMA 0.999 (the code's default). Chosen here: batch 250 (the paper's own batch for its CIFAR-10
 Immiscible comparison, A.4, and its README run; the code's default is 50). FID reference: the 50,000
 training images (the code's torch-fidelity `cifar10-train`). DDPM draws integer timesteps; t is
 continuous here.
 """
+
 from configs.images import epochs_to_steps, image_config
 
 
@@ -23,9 +26,16 @@ def get_config(variant: str = "rf"):
     if variant not in ("rf", "dm"):
         raise ValueError(f"configs/dansm_cifar10.py:{variant}: choose :rf (rectified flow) or :dm (diffusion model).")
     epochs, preset = (500, "ddpmpp_cifar10") if variant == "rf" else (1000, "ddpm_cifar10")
-    config = image_config("cifar10", preset, coupling="dansm", batch_size=250,
-                          num_steps=epochs_to_steps(epochs, 50_000, 250), learning_rate=1e-4, warmup_steps=0,
-                          ema_decay=0.999)
+    config = image_config(
+        "cifar10",
+        preset,
+        coupling="dansm",
+        batch_size=250,
+        num_steps=epochs_to_steps(epochs, 50_000, 250),
+        learning_rate=1e-4,
+        warmup_steps=0,
+        ema_decay=0.999,
+    )
     config.eval.fid_split = "train"
     if variant == "rf":
         config.coupling.match_size = 10_000

@@ -6,13 +6,21 @@ The ImageNet variant is not stated; TFDS imagenet_resized/64x64 is used. Optimis
 configs/dansm_cifar10.py (code: Adam lr 1e-4 constant, clipping 1; EMA 0.999; chosen: batch 250).
 FID reference: 50,000 training images (the paper uses the training set as reference for CIFAR-10).
 """
+
 from configs.images import epochs_to_steps, image_config
 
 
 def get_config():
-    config = image_config("imagenet64", "ddpmpp_cifar10", coupling="dansm", batch_size=250,
-                          num_steps=epochs_to_steps(200, 1_281_167, 250), learning_rate=1e-4, warmup_steps=0,
-                          ema_decay=0.999)
+    config = image_config(
+        "imagenet64",
+        "ddpmpp_cifar10",
+        coupling="dansm",
+        batch_size=250,
+        num_steps=epochs_to_steps(200, 1_281_167, 250),
+        learning_rate=1e-4,
+        warmup_steps=0,
+        ema_decay=0.999,
+    )
     config.coupling.match_size = 1_000
     config.eval.solvers, config.eval.nfe = ("euler",), (1, 2, 4, 5, 8)
     config.eval.fid_split, config.eval.fid_num_reference = "train", 50_000

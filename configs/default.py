@@ -4,6 +4,7 @@ Fixed names that scripts rely on: data.name, model.name, coupling.name, loss.nam
 training.num_steps, training.batch_size (global, across devices), training.seed,
 eval.solvers, eval.nfe, eval.num_samples.
 """
+
 import ml_collections
 
 
@@ -37,16 +38,33 @@ def get_config() -> ml_collections.ConfigDict:
     model.activation = "silu"
     # unet (flowjax/models/unet.py): a preset gives the starting values; fields left None keep them.
     model.preset = ""  # e.g. adm_cifar10, adm_imagenet64, ddpmpp_cifar10 (see unet.PRESETS)
-    for field in ("base_channels", "channel_mults", "num_res_blocks", "attention_resolutions", "num_heads",
-                  "head_channels", "dropout", "time_embed", "time_scale", "resblock_updown", "scale_shift_norm",
-                  "skip_rescale", "num_classes", "out_channels", "layout", "dtype"):
+    for field in (
+        "base_channels",
+        "channel_mults",
+        "num_res_blocks",
+        "attention_resolutions",
+        "num_heads",
+        "head_channels",
+        "dropout",
+        "time_embed",
+        "time_scale",
+        "resblock_updown",
+        "scale_shift_norm",
+        "skip_rescale",
+        "num_classes",
+        "out_channels",
+        "layout",
+        "dtype",
+    ):
         model[field] = None
 
     config.coupling = coupling = ml_collections.ConfigDict()
     coupling.name = "independent"  # independent | exact_ot | sinkhorn | loom | dansm | immiscible
     coupling.solver = "auto"  # exact assignment: auto (ott on TPU, scipy elsewhere) | ott | scipy
     coupling.scope = "device"  # exact_ot, sinkhorn, loom: match each device's minibatch, or the "global" batch
-    coupling.cost = "sqeuclidean"  # exact_ot, loom, immiscible: sqeuclidean (LOOM paper Sec. 3.1) | euclidean (LOOM code)
+    coupling.cost = (
+        "sqeuclidean"  # exact_ot, loom, immiscible: sqeuclidean (LOOM paper Sec. 3.1) | euclidean (LOOM code)
+    )
     coupling.epsilon = 0.05  # sinkhorn entropic regularisation
     coupling.relative_epsilon = "mean"  # epsilon as a fraction of the mean cost; None: absolute on squared distances
     coupling.max_iterations = 2000  # sinkhorn

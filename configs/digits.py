@@ -1,10 +1,11 @@
 """Shared builder of the small digits configs: scikit-learn's 8x8 digits (1,497 training images,
-300 held out), a small ADM-layout UNet, one coupling each; they train on 2 CPU cores.
+300 held out), a small ADM-layout UNet, one coupling each; they train on a CPU.
 
 These are CPU-scale analogues of the image experiments, not paper settings: the model and the
-schedule are sized for this machine. W2 (exact, pixel space) and FD-digits are computed against
+schedule are sized for a CPU. W2 (exact, pixel space) and FD-digits are computed against
 the 300 test images.
 """
+
 from configs import default
 
 

@@ -4,6 +4,7 @@ with deterministic DDIM (the objective of DANSM's Table 4 DM rows), normal -> ch
 Any coupling applies: --config.coupling.name=dansm (with --config.coupling.match_size=N) pairs the
 noise that the loss regresses on with the data, as DANSM does for diffusion models.
 """
+
 from configs.toy import toy_config
 
 

@@ -1,4 +1,5 @@
 """I-CFM (independent coupling): 8gaussians -> moons."""
+
 from configs.toy import toy_config
 
 

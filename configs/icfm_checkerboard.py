@@ -1,4 +1,5 @@
 """I-CFM (independent coupling): normal -> checkerboard."""
+
 from configs.toy import toy_config
 
 

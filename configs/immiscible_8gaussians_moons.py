@@ -1,4 +1,5 @@
 """Immiscible Diffusion: pools of 1,024 matched exactly (Hungarian), as DANSM's A.4 runs it: 8gaussians -> moons."""
+
 from configs.toy import toy_config
 
 

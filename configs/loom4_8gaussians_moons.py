@@ -1,4 +1,5 @@
 """LOOM-CFM, 4 noise caches (the paper's CIFAR-10 setting, Table 4): 8gaussians -> moons."""
+
 from configs.toy import toy_config
 
 

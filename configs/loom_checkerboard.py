@@ -1,4 +1,5 @@
 """LOOM-CFM, 1 noise cache (Davtyan et al. 2025, Algorithm 1): normal -> checkerboard."""
+
 from configs.toy import toy_config
 
 

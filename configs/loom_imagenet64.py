@@ -6,9 +6,18 @@ epochs); Adam lr 1e-4 after 20k warm-up steps; EMA 0.9999; sigma 1e-7; 1 noise c
 clipping 1, flips as examples, seed 1543. Data: TFDS imagenet_resized/64x64 (the paper's code reads
 an ImageFolder of 64x64 ImageNet; same images, resize method may differ). FID vs the validation split.
 """
+
 from configs.images import loom_config
 
 
 def get_config():
-    return loom_config("imagenet64", "adm_imagenet64", batch_size=96, num_steps=1_334_000, learning_rate=1e-4,
-                       warmup_steps=20_000, num_caches=1, fid_split="validation")
+    return loom_config(
+        "imagenet64",
+        "adm_imagenet64",
+        batch_size=96,
+        num_steps=1_334_000,
+        learning_rate=1e-4,
+        warmup_steps=20_000,
+        num_caches=1,
+        fid_split="validation",
+    )

@@ -1,4 +1,5 @@
 """OT-CFM (exact minibatch OT, Hungarian): 8gaussians -> moons."""
+
 from configs.toy import toy_config
 
 

@@ -1,4 +1,5 @@
 """OT-CFM (exact minibatch OT, Hungarian): normal -> checkerboard."""
+
 from configs.toy import toy_config
 
 

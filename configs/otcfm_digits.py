@@ -1,4 +1,5 @@
 """OT-CFM (exact minibatch OT) on the 8x8 digits; see configs/digits.py."""
+
 from configs.digits import digits_config
 
 

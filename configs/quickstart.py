@@ -1,7 +1,8 @@
 """README default: OT-CFM (exact minibatch OT; Tong et al. 2024, Sec. 6.1) from 8 Gaussians to two moons.
 
-Trains in a few minutes on 2 CPU cores.
+Small enough to train on a CPU.
 """
+
 from configs import default
 
 

@@ -14,6 +14,7 @@ of the paper (L2 loss; its LPIPS variant is not implemented). The model and opti
 toy configs (configs/toy.py); the pairs are the coupling, so the coupling is independent and the x_t
 perturbation sigma is 0 (rectified flow has none). Evaluation is against the teacher's held-out moons.
 """
+
 from configs import default
 
 

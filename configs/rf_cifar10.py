@@ -13,12 +13,21 @@ Reflow pairs (``--mode=pairs`` on a trained workdir; configs/rf_cifar10_reflow.p
 (Liu et al. Sec. 5; the code's README asks for at least 1M), RK45 at tolerance 1e-5 (dopri5 here), in
 shards of 10,000 pairs (245 MB each; 4M float32 pairs are ~98 GB on disk, read by index during training).
 """
+
 from configs.images import image_config
 
 
 def get_config():
-    config = image_config("cifar10", "ddpmpp_cifar10", coupling="independent", batch_size=128, num_steps=1_300_000,
-                          learning_rate=2e-4, warmup_steps=5_000, ema_decay=0.999999)
+    config = image_config(
+        "cifar10",
+        "ddpmpp_cifar10",
+        coupling="independent",
+        batch_size=128,
+        num_steps=1_300_000,
+        learning_rate=2e-4,
+        warmup_steps=5_000,
+        ema_decay=0.999999,
+    )
     config.eval.solvers, config.eval.nfe, config.eval.dopri5_tol = ("euler", "dopri5"), (1, 2, 4, 8), 1e-5
     config.pairs.num_pairs, config.pairs.shard_size, config.pairs.solver = 4_000_000, 10_000, "dopri5"
     return config

@@ -10,6 +10,7 @@ Values of the released code's ``cifar10_rf_gaussian_reflow_distill_k=1``: t = 0 
 as configs/rf_cifar10_reflow.py. Deviation: the code's distillation loss is LPIPS; LPIPS is not implemented
 here, so the loss is L2 (the code's ``reflow_loss = 'l2'`` option). Evaluated by one Euler step (NFE 1).
 """
+
 from configs import rf_cifar10_reflow
 
 

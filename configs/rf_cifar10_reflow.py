@@ -13,6 +13,7 @@ loss, EMA 0.9999; the rest as the 1-RF (batch 128, Adam 2e-4 after 5,000 warm-up
 longer be the teacher's image of x0. Evaluation against the CIFAR-10 test images (the teacher's data),
 Euler at 1/2/4/8 steps and dopri5.
 """
+
 from configs import rf_cifar10
 from configs.images import reflow_config
 

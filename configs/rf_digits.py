@@ -9,14 +9,17 @@ sigma 0 (rectified flow), 2,000 steps; exact W2 against all test images of the k
 300-image stratified test split, so ~90 / ~210 / 300 images), as many samples as test images.
 FD-digits is reported for all ten classes only (its reference statistics are of all ten).
 """
+
 from configs.digits import digits_config
 from flowjax.data import digits
 
 
 def get_config(num_classes: str = "10"):
     if num_classes not in ("3", "7", "10"):
-        raise ValueError(f"configs/rf_digits.py:{num_classes}: the paper's subsets keep the first 3, 7 or 10 "
-                         "classes (e.g. --config=configs/rf_digits.py:3).")
+        raise ValueError(
+            f"configs/rf_digits.py:{num_classes}: the paper's subsets keep the first 3, 7 or 10 "
+            "classes (e.g. --config=configs/rf_digits.py:3)."
+        )
     config = digits_config("independent")
     config.data.num_classes = int(num_classes)
     config.eval.solvers = ("euler", "dopri5")

@@ -1,4 +1,5 @@
 """OT-CFM with the entropic (Sinkhorn) minibatch plan: normal -> checkerboard."""
+
 from configs.toy import toy_config
 
 

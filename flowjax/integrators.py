@@ -1,18 +1,26 @@
 """ODE samplers for dx/dt = v(x, t), integrated from noise (t = 0) to data (t = 1).
 
+One module of about 400 lines, under half of them code: the fixed-step solvers share its grid, scan and NFE
+helpers, and ``integrators.<name>`` is how every caller reaches a solver; the adaptive Dormand-Prince loop
+lives apart in `flowjax._dopri5`.
+
 A velocity function has the call shape ``velocity_fn(x, t) -> v`` with x of shape [B, ...] and
 t of shape [B]; the integrators pass ``jnp.full((B,), t)`` in x's float dtype.
 
 Fixed-step solvers (`euler`, `midpoint`, `heun`, `rk4`) take ``nfe``, a static Python int that is
 the exact number of velocity evaluations: ``nfe / stages(name)`` uniform steps, each a
 ``jax.lax.scan`` iteration that calls ``velocity_fn`` exactly ``stages(name)`` times.
-`dopri5` is adaptive (``jax.lax.while_loop``) and returns the number of evaluations it used.
+`euler_with` is `euler` for a field that also returns a value to keep at each grid point (the
+trajectory measures of `flowjax.metrics.straightness` use it).
+`dopri5` is adaptive (``jax.lax.while_loop``, in `flowjax._dopri5`) and returns the number of evaluations it
+used.
 `ddim` (deterministic DDIM, one evaluation per step) also needs the path's coefficients
 (an `interpolants.Schedule`), so it is listed apart in ``SCHEDULE_SOLVERS`` and ``get`` hands it
 out only with a schedule.
 All solvers are pure and jittable once ``velocity_fn``, ``nfe``, ``max_steps`` and
 ``return_path`` are fixed (e.g. ``jax.jit(lambda x: rk4(v, x, 8))``).
 """
+
 from __future__ import annotations
 
 import functools
@@ -22,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowjax import interpolants, predictions
+from flowjax import _dopri5, interpolants, predictions
 
 VelocityFn = Callable[[jax.Array, jax.Array], jax.Array]
 # f(x, t) with a scalar t: a velocity function whose time has been broadcast to the batch.
@@ -59,9 +67,7 @@ def stages(name: str) -> int:
     if name in SCHEDULE_SOLVERS:
         return 1
     if name not in FIXED_STEP:
-        raise ValueError(
-            f"{name} is adaptive: it has no fixed evaluations per step; stages() covers {FIXED_STEP}."
-        )
+        raise ValueError(f"{name} is adaptive: it has no fixed evaluations per step; stages() covers {FIXED_STEP}.")
     return _STAGES[FIXED_STEP.index(name)]
 
 
@@ -124,6 +130,17 @@ def _batched_time(velocity_fn: VelocityFn, x0: jax.Array) -> _Field:
     return field
 
 
+def _uniform_grid(
+    name: str, nfe: int, x0: jax.Array, t0: float, t1: float
+) -> tuple[int, jax.Array, jax.Array, jax.Array, jax.Array]:
+    """(steps, x0 as float, t0, t1, h = (t1 - t0) / steps) of the fixed-step solver ``name`` at ``nfe``, in x0's
+    dtype."""
+    n_steps = _num_steps(name, nfe)
+    x0 = _as_float(x0)
+    t0, t1 = jnp.asarray(t0, x0.dtype), jnp.asarray(t1, x0.dtype)
+    return n_steps, x0, t0, t1, (t1 - t0) / n_steps
+
+
 # --------------------------------------------------------------------------------------------
 # Fixed-step solvers
 # --------------------------------------------------------------------------------------------
@@ -156,6 +173,25 @@ def _rk4_step(f: _Field, x: jax.Array, t: jax.Array, h: jax.Array) -> jax.Array:
     return x + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
 
 
+def _scan_grid(
+    update: Callable[[jax.Array, jax.Array], tuple[jax.Array, Any]], x0: jax.Array, n_steps: int, return_path: bool
+) -> tuple[jax.Array, jax.Array | None, Any]:
+    """``x_{i+1}, y_i = update(x_i, i)`` for i = 0..n_steps-1 (i in x0's float dtype) in one ``lax.scan``.
+
+    Returns ``(x_n, path, ys)``: path [n_steps + 1, B, ...] = (x_0, ..., x_n) if ``return_path``
+    (else None) and the stacked per-step outputs ys. x_{i+1} is cast to x0's dtype.
+    """
+    dtype = x0.dtype
+
+    def body(x: jax.Array, i: jax.Array) -> tuple[jax.Array, tuple]:
+        x_next, y = update(x, i)
+        x_next = x_next.astype(dtype)
+        return x_next, (x_next if return_path else None, y)
+
+    x1, (xs, ys) = jax.lax.scan(body, x0, jnp.arange(n_steps, dtype=dtype))
+    return x1, (jnp.concatenate([x0[None], xs], axis=0) if return_path else None), ys
+
+
 def _fixed_step(
     name: str,
     step: _Step,
@@ -167,21 +203,10 @@ def _fixed_step(
     return_path: bool,
 ) -> jax.Array | tuple[jax.Array, jax.Array]:
     """Runs ``step`` on a uniform grid of ``nfe / stages(name)`` steps from t0 to t1 with a scan."""
-    n_steps = _num_steps(name, nfe)
-    x0 = _as_float(x0)
-    dtype = x0.dtype
+    n_steps, x0, t0, _, h = _uniform_grid(name, nfe, x0, t0, t1)
     f = _batched_time(velocity_fn, x0)
-    t0 = jnp.asarray(t0, dtype)
-    h = (jnp.asarray(t1, dtype) - t0) / n_steps
-
-    def body(x: jax.Array, i: jax.Array) -> tuple[jax.Array, jax.Array | None]:
-        x_next = step(f, x, t0 + i * h, h).astype(dtype)
-        return x_next, (x_next if return_path else None)
-
-    x1, xs = jax.lax.scan(body, x0, jnp.arange(n_steps, dtype=dtype))
-    if return_path:
-        return x1, jnp.concatenate([x0[None], xs], axis=0)
-    return x1
+    x1, path, _ = _scan_grid(lambda x, i: (step(f, x, t0 + i * h, h), None), x0, n_steps, return_path)
+    return (x1, path) if return_path else x1
 
 
 def euler(
@@ -199,6 +224,33 @@ def euler(
     shape [nfe + 1, B, ...] (path[0] = x0, path[-1] = x1). ValueError if nfe < 1.
     """
     return _fixed_step("euler", _euler_step, velocity_fn, x0, nfe, t0, t1, return_path)
+
+
+def euler_with(
+    field_fn: Callable[[jax.Array, jax.Array], tuple[jax.Array, Any]],
+    x0: jax.Array,
+    nfe: int,
+    *,
+    t0: float = 0.0,
+    t1: float = 1.0,
+) -> tuple[jax.Array, Any]:
+    """`euler` with ``return_path=True`` for a field that also returns a value to keep at every grid point.
+
+    ``field_fn(x [B, ...], t [B]) -> (v, y)``: the velocity v drives the same Euler steps as `euler`
+    (grid t_k = t0 + k h, h = (t1 - t0) / nfe, x_{k+1} = x_k + h v) and y (any pytree, e.g. v
+    itself or an acceleration) is stacked over the steps. Returns ``(path, ys)``: path
+    [nfe + 1, B, ...] as `euler`'s, ys with a leading axis of nfe (ys[k] at (path[k], t_k)).
+    The trajectory measures of `flowjax.metrics.straightness` are built on it.
+    """
+    n_steps, x0, t0, _, h = _uniform_grid("euler", nfe, x0, t0, t1)
+    dtype, batch = x0.dtype, x0.shape[0]
+
+    def update(x: jax.Array, i: jax.Array) -> tuple[jax.Array, Any]:
+        v, y = field_fn(x, jnp.full((batch,), t0 + i * h, dtype))
+        return x + h * v.astype(dtype), y
+
+    _, path, ys = _scan_grid(update, x0, n_steps, True)
+    return path, ys
 
 
 def midpoint(
@@ -276,89 +328,21 @@ def ddim(
     Returns x at t1, shape [B, ...]; with ``return_path`` also the grid states,
     shape [nfe + 1, B, ...]. ValueError if nfe < 1.
     """
-    n_steps = _num_steps("ddim", nfe)
-    x0 = _as_float(x0)
-    dtype = x0.dtype
+    n_steps, x0, t0, t1, h = _uniform_grid("ddim", nfe, x0, t0, t1)
     denoiser = predictions.denoise(_batched_time(velocity_fn, x0), schedule)
-    t0 = jnp.asarray(t0, dtype)
-    t1 = jnp.asarray(t1, dtype)
-    h = (t1 - t0) / n_steps
 
-    def body(x: jax.Array, i: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+    def update(x: jax.Array, i: jax.Array) -> tuple[jax.Array, None]:
         x1_hat, x0_hat = denoiser(x, t0 + i * h)
         t_next = jnp.where(i + 1 == n_steps, t1, t0 + (i + 1) * h)
-        x_next = (schedule.alpha(t_next) * x1_hat + schedule.sigma(t_next) * x0_hat).astype(dtype)
-        return x_next, (x_next if return_path else None)
+        return schedule.alpha(t_next) * x1_hat + schedule.sigma(t_next) * x0_hat, None
 
-    x1, xs = jax.lax.scan(body, x0, jnp.arange(n_steps, dtype=dtype))
-    if return_path:
-        return x1, jnp.concatenate([x0[None], xs], axis=0)
-    return x1
+    x1, path, _ = _scan_grid(update, x0, n_steps, return_path)
+    return (x1, path) if return_path else x1
 
 
 # --------------------------------------------------------------------------------------------
-# Adaptive Dormand-Prince 5(4)
+# Adaptive Dormand-Prince 5(4) (its loop is in flowjax._dopri5)
 # --------------------------------------------------------------------------------------------
-
-# Butcher tableau of Dormand & Prince (1980). Stage 7 is evaluated at the 5th-order solution
-# (its row equals _B5), so it is the first stage of the next step (FSAL).
-_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0)
-_A = (
-    (),
-    (1 / 5,),
-    (3 / 40, 9 / 40),
-    (44 / 45, -56 / 15, 32 / 9),
-    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
-    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
-)
-_B5 = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0)
-_B4 = (5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40)
-_E = tuple(b5 - b4 for b5, b4 in zip(_B5, _B4))  # local error estimate = h * sum_i E_i k_i
-
-_SAFETY = 0.9
-_MIN_FACTOR = 0.2
-_MAX_FACTOR = 10.0
-_ERR_EXPONENT = -1.0 / 5.0  # -1 / (q + 1), q = 4 the order of the embedded estimate
-
-
-def _rms(x: jax.Array) -> jax.Array:
-    """Root mean square over all elements (the whole batch)."""
-    return jnp.sqrt(jnp.mean(jnp.square(x)))
-
-
-def _combine(x: jax.Array, h: jax.Array, coeffs: tuple[float, ...], ks: list[jax.Array]) -> jax.Array:
-    """x + h * sum_i coeffs[i] ks[i], skipping zero coefficients."""
-    return x + h * sum(c * k for c, k in zip(coeffs, ks) if c != 0.0)
-
-
-def _initial_step(
-    f: _Field,
-    x0: jax.Array,
-    f0: jax.Array,
-    t0: jax.Array,
-    direction: jax.Array,
-    span: jax.Array,
-    rtol: float,
-    atol: float,
-) -> jax.Array:
-    """Initial step size magnitude by the heuristic of Hairer, Norsett & Wanner (1993), II.4.
-
-    Costs one velocity evaluation (at t0 + h0); the result is at most ``span`` = |t1 - t0|.
-    """
-    scale = atol + rtol * jnp.abs(x0)
-    d0 = _rms(x0 / scale)
-    d1 = _rms(f0 / scale)
-    h0 = jnp.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / d1)
-    h0 = jnp.minimum(h0, span)
-    f1 = f(x0 + direction * h0 * f0, t0 + direction * h0)
-    d2 = _rms((f1 - f0) / scale) / jnp.maximum(h0, jnp.finfo(x0.dtype).tiny)
-    dmax = jnp.maximum(d1, d2)
-    h1 = jnp.where(
-        dmax <= 1e-15,
-        jnp.maximum(1e-6, h0 * 1e-3),
-        (0.01 / jnp.maximum(dmax, 1e-15)) ** (-_ERR_EXPONENT),
-    )
-    return jnp.minimum(jnp.minimum(100.0 * h0, h1), span).astype(x0.dtype)
 
 
 def dopri5(
@@ -395,65 +379,7 @@ def dopri5(
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ValueError(f"dopri5 needs a static int max_steps ≥ 1, got {max_steps!r}.")
     x0 = _as_float(x0)
-    dtype = x0.dtype
-    f = _batched_time(velocity_fn, x0)
-    t0 = jnp.asarray(t0, dtype)
-    t1 = jnp.asarray(t1, dtype)
-    direction = jnp.where(t1 >= t0, 1.0, -1.0).astype(dtype)
-    span = jnp.abs(t1 - t0)
-
-    k1 = f(x0, t0)
-    h = _initial_step(f, x0, k1, t0, direction, span, rtol, atol)
-
-    # carry: t, x, k1 = v(x, t), |h|, accepted steps, attempted steps, nfe, done[, ts, path]
-    carry = (t0, x0, k1, h, jnp.int32(0), jnp.int32(0), jnp.int32(2), span == 0)
-    if return_path:
-        ts = jnp.full((max_steps + 1,), t0, dtype)
-        path = jnp.broadcast_to(x0, (max_steps + 1,) + x0.shape)
-        carry = carry + (ts, path)
-
-    def cond(c: tuple) -> jax.Array:
-        done, n_tried = c[7], c[5]
-        return jnp.logical_not(done) & (n_tried < max_steps)
-
-    def body(c: tuple) -> tuple:
-        t, x, k1, h_abs, n_acc, n_tried, nfe, _ = c[:8]
-        remaining = jnp.abs(t1 - t)
-        last = h_abs >= remaining
-        h = direction * jnp.where(last, remaining, h_abs)
-        ks = [k1]
-        for c_i, a_i in zip(_C[1:], _A[1:]):
-            ks.append(f(_combine(x, h, a_i, ks), t + c_i * h))
-        x_new = _combine(x, h, _B5, ks)
-        t_new = jnp.where(last, t1, t + h)
-        k7 = f(x_new, t_new)
-        err = h * sum(e * k for e, k in zip(_E, ks + [k7]) if e != 0.0)
-        scale = atol + rtol * jnp.maximum(jnp.abs(x), jnp.abs(x_new))
-        err_norm = _rms(err / scale)
-        accept = err_norm <= 1.0
-        factor = jnp.where(
-            err_norm == 0.0, _MAX_FACTOR, _SAFETY * err_norm ** _ERR_EXPONENT
-        )
-        factor = jnp.where(jnp.isfinite(err_norm), jnp.clip(factor, _MIN_FACTOR, _MAX_FACTOR), _MIN_FACTOR)
-        t = jnp.where(accept, t_new, t)
-        x = jnp.where(accept, x_new, x)
-        k1 = jnp.where(accept, k7, k1)
-        n_acc = n_acc + accept.astype(jnp.int32)
-        out = (t, x, k1, jnp.abs(h) * factor, n_acc, n_tried + 1, nfe + 6, accept & last)
-        if return_path:
-            ts, path = c[8], c[9]
-            out = out + (ts.at[n_acc].set(t), path.at[n_acc].set(x))
-        return out
-
-    final = jax.lax.while_loop(cond, body, carry)
-    t_end, x1, nfe = final[0], final[1], final[6]
-    if not return_path:
-        return x1, nfe
-    n_acc, ts, path = final[4], final[8], final[9]
-    after = jnp.arange(max_steps + 1) > n_acc
-    ts = jnp.where(after, t_end, ts)
-    path = jnp.where(after.reshape((-1,) + (1,) * x1.ndim), x1[None], path)
-    return x1, nfe, ts, path
+    return _dopri5.integrate(_batched_time(velocity_fn, x0), x0, t0, t1, rtol, atol, max_steps, return_path)
 
 
 def get(name: str, schedule: interpolants.Schedule | None = None) -> Callable[..., Any]:

@@ -7,6 +7,7 @@ Every path here is x_t = alpha(t) x1 + sigma(t) x0; `schedule(name)` gives its c
 `Schedule`, which the epsilon loss, the prediction conversions and the DDIM sampler need.
 `coefficients` differentiates a schedule with ``jax.jvp``, so no derivative is written by hand twice.
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,9 +30,7 @@ def linear(x0: jax.Array, x1: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.A
     return (1.0 - tb) * x0 + tb * x1, x1 - x0
 
 
-def gaussian_cfm(
-    x0: jax.Array, x1: jax.Array, t: jax.Array, sigma_min: float = 1e-4
-) -> tuple[jax.Array, jax.Array]:
+def gaussian_cfm(x0: jax.Array, x1: jax.Array, t: jax.Array, sigma_min: float = 1e-4) -> tuple[jax.Array, jax.Array]:
     """Gaussian CFM path of Lipman et al. (2023), Eq. 20-23, in the t = 0 noise convention.
 
     x_t = (1 - (1 - sigma_min) t) x0 + t x1, so p_1 = N(x1, sigma_min^2 I);

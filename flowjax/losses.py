@@ -3,6 +3,7 @@
 The model has the call shape ``apply_fn(params, x, t) -> output`` with t of shape [B]: a velocity
 for `flow_matching_loss`, a noise prediction for `epsilon_loss` (DDPM's simple loss).
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable

@@ -1,6 +1,7 @@
 """What a network predicts, converted to what samplers need, on a path x_t = alpha(t) x1 + sigma(t) x0.
 
-``prediction`` (config field ``loss.prediction``) names the network's output:
+``prediction`` names the network's output. A config decides it through ``loss.name``
+(`flowjax.train.PREDICTION`: ``flow_matching`` -> ``"velocity"``, ``epsilon`` -> ``"epsilon"``):
 
 - ``"velocity"``: dx_t/dt (flow matching; `losses.flow_matching_loss`).
 - ``"epsilon"``: the noise x0 (DDPM, Ho et al. 2020, Eq. 14; `losses.epsilon_loss`). Then
@@ -12,6 +13,7 @@
 steps with. Derivatives alpha', sigma' come from `interpolants.coefficients` (``jax.jvp``).
 All functions are pure and jittable; t has shape [B] (or is a scalar) and x shape [B, ...].
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -51,7 +53,10 @@ def to_velocity(model_fn: ModelFn, prediction: str, schedule: interpolants.Sched
             return dalpha * (x - sigma * eps) / alpha + dsigma * eps
 
         return velocity
-    raise ValueError(f"Unknown prediction {prediction!r}; choose one of {PREDICTIONS} (config field loss.prediction).")
+    raise ValueError(
+        f"Unknown prediction {prediction!r}; choose one of {PREDICTIONS} (a config chooses it through "
+        "loss.name: flow_matching predicts the velocity, epsilon the noise)."
+    )
 
 
 def denoise(

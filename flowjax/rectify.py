@@ -16,6 +16,7 @@ loss (its LPIPS variant is not implemented).
 Pair i's noise is drawn from ``fold_in(PRNGKey(pairs.seed), i)``, so every shard depends on its pair
 indices only: generation is deterministic and resumable (`flowjax.data.pairs.write_pairs`).
 """
+
 from __future__ import annotations
 
 import copy
@@ -30,7 +31,9 @@ import numpy as np
 from absl import logging
 
 from flowjax import evaluate, integrators
+from flowjax.data import dataset as datasets
 from flowjax.data import pairs as pairs_io
+from flowjax.keys import per_index_keys
 
 
 def output_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
@@ -49,17 +52,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"pairs.nfe={p.nfe} is not a valid number of evaluations for pairs.solver={p.solver!r}.")
 
 
-def pair_noise(seed: int, source_one: Callable, indices: jax.Array) -> jax.Array:
+def pair_noise(seed: int, noise_one: Callable, indices: jax.Array) -> jax.Array:
     """The noise of the pairs ``indices`` [n]: pair i from ``fold_in(PRNGKey(seed), i)``."""
-    keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.PRNGKey(seed), indices)
-    return jax.vmap(source_one)(keys)
+    return jax.vmap(noise_one)(per_index_keys(jax.random.PRNGKey(seed), indices))
 
 
 def target_data(data: ml_collections.ConfigDict | dict) -> dict:
     """The data config of the distribution a run models: its own, or for ``data.name = "pairs"`` the
     teacher's, read from the pairs' manifest (recursively, so 3-RF finds the 1-RF's data)."""
     data = data.to_dict() if isinstance(data, ml_collections.ConfigDict) else dict(data)
-    if data.get("name") == "pairs":
+    if datasets.kind(data) == "pairs":
         return dict(pairs_io.read_manifest(data["data_dir"]).get("data") or {})
     return data
 
@@ -67,21 +69,29 @@ def target_data(data: ml_collections.ConfigDict | dict) -> dict:
 def evaluation_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The config the evaluation sweep uses: for a run on pairs, ``data`` becomes the teacher's target
     data, so samples are compared with the same held-out set as the teacher's."""
-    if config.data.name != "pairs":
+    if datasets.kind(config.data) != "pairs":
         return config
     pairs_io.require_dir(config.data.data_dir)
     data = target_data(config.data)
     if not data:
-        raise ValueError(f"The pairs in {config.data.data_dir} do not record their target data (manifest 'data'); "
-                         "evaluate them yourself with evaluate.sweep.")
+        raise ValueError(
+            f"The pairs in {config.data.data_dir} do not record their target data (manifest 'data'); "
+            "evaluate them yourself with evaluate.sweep."
+        )
     config = copy.deepcopy(config)
     with config.unlocked():  # the teacher's fields over the student's (a manifest may record only some)
         config.data = ml_collections.ConfigDict({**config.data.to_dict(), **data})
     return config
 
 
-def generate_pairs(config: ml_collections.ConfigDict, velocity_fn: Callable, params, source_one: Callable,
-                   out_dir: str, teacher: dict | None = None) -> str:
+def generate_pairs(
+    config: ml_collections.ConfigDict,
+    velocity_fn: Callable,
+    params,
+    noise_one: Callable,
+    out_dir: str,
+    teacher: dict | None = None,
+) -> str:
     """Writes ``pairs.num_pairs`` pairs (x0, x1 = ODE solution from x0 with pairs.solver / pairs.nfe) to
     ``out_dir``, resuming: only missing shards are generated. Returns ``out_dir``.
 
@@ -91,10 +101,11 @@ def generate_pairs(config: ml_collections.ConfigDict, velocity_fn: Callable, par
     """
     validate(config)
     p = config.pairs
-    shape = tuple(int(d) for d in jax.eval_shape(source_one, jax.random.PRNGKey(0)).shape)
-    solve = evaluate.sampler(velocity_fn, p.solver, p.nfe, config.eval.dopri5_tol, evaluate.path_schedule(config),
-                             config.eval.t_end)
-    noise = jax.jit(lambda idx: pair_noise(p.seed, source_one, idx))
+    shape = tuple(int(d) for d in jax.eval_shape(noise_one, jax.random.PRNGKey(0)).shape)
+    solve = evaluate.sampler(
+        velocity_fn, p.solver, p.nfe, config.eval.dopri5_tol, evaluate.path_schedule(config), config.eval.t_end
+    )
+    noise = jax.jit(lambda idx: pair_noise(p.seed, noise_one, idx))
 
     def generate_shard(start: int, stop: int):
         x0s, x1s = [], []
@@ -107,10 +118,16 @@ def generate_pairs(config: ml_collections.ConfigDict, velocity_fn: Callable, par
         return np.concatenate(x0s), np.concatenate(x1s)
 
     manifest = {
-        "num_pairs": p.num_pairs, "shard_size": p.shard_size, "shape": list(shape), "seed": p.seed,
-        "solver": p.solver, "nfe": None if p.solver == "dopri5" else p.nfe,
-        "dopri5_tol": config.eval.dopri5_tol if p.solver == "dopri5" else None, "t_end": config.eval.t_end,
-        "teacher": teacher or {}, "data": target_data(config.data),
+        "num_pairs": p.num_pairs,
+        "shard_size": p.shard_size,
+        "shape": list(shape),
+        "seed": p.seed,
+        "solver": p.solver,
+        "nfe": None if p.solver == "dopri5" else p.nfe,
+        "dopri5_tol": config.eval.dopri5_tol if p.solver == "dopri5" else None,
+        "t_end": config.eval.t_end,
+        "teacher": teacher or {},
+        "data": target_data(config.data),
     }
     shards = pairs_io.num_shards(p.num_pairs, p.shard_size)
     started = time.time()
@@ -119,9 +136,19 @@ def generate_pairs(config: ml_collections.ConfigDict, velocity_fn: Callable, par
         elapsed = time.time() - started
         logging.info("Pairs: shard %d written (%d/%d shards done, %.1f s).", shard, done, total, elapsed)
 
-    before = len(pairs_io.missing_shards(out_dir, manifest)) if os.path.isfile(
-        os.path.join(out_dir, pairs_io.MANIFEST)) else shards
-    logging.info("Pairs: %d of %d shards of %d pairs to write to %s (%s, NFE %s).", before, shards, p.shard_size,
-                 out_dir, p.solver, manifest["nfe"] or "adaptive")
+    before = (
+        len(pairs_io.missing_shards(out_dir, manifest))
+        if os.path.isfile(os.path.join(out_dir, pairs_io.MANIFEST))
+        else shards
+    )
+    logging.info(
+        "Pairs: %d of %d shards of %d pairs to write to %s (%s, NFE %s).",
+        before,
+        shards,
+        p.shard_size,
+        out_dir,
+        p.solver,
+        manifest["nfe"] or "adaptive",
+    )
     pairs_io.write_pairs(out_dir, generate_shard, manifest, progress=progress)
     return out_dir

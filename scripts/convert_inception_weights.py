@@ -8,10 +8,11 @@ that TTUR's FID uses. Fetch it on a machine with internet; this script only read
 It needs PyTorch to unpickle the file (``torch.load``); flowjax itself never imports torch.
 
 The mapping (torchvision names -> Flax paths, OIHW -> HWIO, batch-norm statistics) is
-`flowjax.metrics.fid.inception_variables_from_torch`; the output loads with
-`flowjax.metrics.fid.load_inception_params`. If the file name carries torch.hub's hash suffix
+`flowjax.models.inception.inception_variables_from_torch`; the output loads with
+`flowjax.models.inception.load_inception_params`. If the file name carries torch.hub's hash suffix
 (``-6726825d``), the file's SHA-256 is checked against it first.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from flowjax.metrics import fid  # noqa: E402
+from flowjax.models import inception, weights  # noqa: E402
 
 
 def check_hash_suffix(path: str) -> None:
@@ -49,8 +50,10 @@ def read_torch_state_dict(path: str) -> dict[str, np.ndarray]:
     try:
         import torch
     except ImportError:
-        sys.exit("Reading a .pth file needs PyTorch: run this script where `import torch` works "
-                 "(pip install torch --index-url https://download.pytorch.org/whl/cpu).")
+        sys.exit(
+            "Reading a .pth file needs PyTorch: run this script where `import torch` works "
+            "(pip install torch --index-url https://download.pytorch.org/whl/cpu)."
+        )
     state_dict = torch.load(path, map_location="cpu", weights_only=True)
     return {name: tensor.detach().cpu().numpy() for name, tensor in state_dict.items()}
 
@@ -58,16 +61,16 @@ def read_torch_state_dict(path: str) -> dict[str, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("pth", help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth")
-    parser.add_argument("npz", help="output weight file for fid.load_inception_params")
+    parser.add_argument("npz", help="output weight file for inception.load_inception_params")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     args = parser.parse_args()
 
     if not os.path.exists(args.pth):
         sys.exit(f"{args.pth} does not exist; download pytorch-fid's FID weights first (see this script's doc).")
     check_hash_suffix(args.pth)
-    variables = fid.inception_variables_from_torch(read_torch_state_dict(args.pth))
-    fid.save_variables(args.npz, variables, overwrite=args.overwrite)
-    loaded = fid.load_inception_params(args.npz)
+    variables = inception.inception_variables_from_torch(read_torch_state_dict(args.pth))
+    weights.save_variables(args.npz, variables, overwrite=args.overwrite)
+    loaded = inception.load_inception_params(args.npz)
     count = sum(int(np.size(leaf)) for leaf in jax.tree_util.tree_leaves(loaded["params"]))
     print(f"wrote {args.npz}: {len(jax.tree_util.tree_leaves(loaded))} arrays, {count:,} parameters")
 

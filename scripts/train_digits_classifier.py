@@ -6,12 +6,13 @@ Trains `flowjax.models.digits_classifier.DigitsClassifier` with Adam on the trai
 `flowjax.data.digits` (1,497 images; the 300 test images of split seed 0 are held out), prints
 the test accuracy, and writes (replacing them)
 
-    flowjax/metrics/assets/digits_classifier.npz   classifier variables (fid.save_variables format)
+    flowjax/metrics/assets/digits_classifier.npz   classifier variables (flowjax.models.weights format)
     flowjax/metrics/assets/digits_test_stats.npz   mu, sigma of the test-split features
 
 Everything is fixed by --seed, so running it again on the same platform regenerates identical
-files. Takes well under a minute on a 2-core CPU.
+files. It trains on a CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from flowjax.data import digits  # noqa: E402
 from flowjax.metrics import fd_digits, fid  # noqa: E402
-from flowjax.models import digits_classifier  # noqa: E402
+from flowjax.models import digits_classifier, weights  # noqa: E402
 
 
 def random_shift(key: jax.Array, images: jax.Array) -> jax.Array:
@@ -89,13 +90,12 @@ def main() -> None:
     accuracy = float(np.mean(np.argmax(digits_classifier.logits(variables, x_test), -1) == y_test))
     print(f"test accuracy {accuracy:.4f} ({x_test.shape[0]} images)")
 
-    fid.save_variables(fd_digits.WEIGHTS_PATH, variables, overwrite=True)
+    weights.save_variables(fd_digits.WEIGHTS_PATH, variables, overwrite=True)
     mu, sigma = fid.statistics(np.asarray(digits_classifier.features(variables, x_test)))
     fid.save_stats(fd_digits.STATS_PATH, mu, sigma, overwrite=True)
     print(f"wrote {fd_digits.WEIGHTS_PATH} ({os.path.getsize(fd_digits.WEIGHTS_PATH)} bytes)")
     print(f"wrote {fd_digits.STATS_PATH}")
-    print(f"FD-digits: test split {fd_digits.fd_digits(x_test):.4g}, "
-          f"train split {fd_digits.fd_digits(x_train):.4g}")
+    print(f"FD-digits: test split {fd_digits.fd_digits(x_test):.4g}, train split {fd_digits.fd_digits(x_train):.4g}")
     print(f"done in {time.time() - start:.1f} s")
 
 

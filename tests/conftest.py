@@ -1,10 +1,12 @@
 """Tests run on CPU with 4 forced host devices, so the pmap paths are exercised."""
+
 import os
 
-# Compiles dominate the suite: LLVM's -O0 halves the compile of a small UNet step (26 s -> 15 s here) for
-# slower execution, which the few long-running tests barely feel. Numerics are XLA's either way.
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
-                           " --xla_backend_optimization_level=0")
+# Compiles dominate the suite: LLVM's -O0 about halves the compile of a small UNet step, for slower
+# execution, which the few long-running tests barely feel. Numerics are XLA's either way.
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0"
+)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

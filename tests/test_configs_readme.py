@@ -1,11 +1,11 @@
 """Every config builds and takes a train step; README's notebook example runs and learns."""
+
 import contextlib
 import glob
 import io
 import os
 import re
 
-import flax
 import jax
 import numpy as np
 import pytest
@@ -16,12 +16,24 @@ from flowjax import train
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # builders, the digits configs (tested below), the paper-scale image configs (tests/test_paper_configs.py)
 # and the reflow config, which needs a teacher's pairs (tests/test_rectify.py)
-PAPER_SCALE = ("rf_cifar10.py", "loom_cifar10.py", "loom_imagenet32.py", "loom_imagenet64.py", "dansm_cifar10.py",
-               "dansm_imagenet64.py", "reflow_8gaussians_moons.py", "rf_cifar10_reflow.py", "rf_cifar10_distill.py",
-               "loom_cifar10_reflow.py")
-CONFIGS = sorted(p for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
-                 if os.path.basename(p) not in ("__init__.py", "toy.py", "digits.py", "images.py") + PAPER_SCALE
-                 and "_digits" not in p)
+PAPER_SCALE = (
+    "rf_cifar10.py",
+    "loom_cifar10.py",
+    "loom_imagenet32.py",
+    "loom_imagenet64.py",
+    "dansm_cifar10.py",
+    "dansm_imagenet64.py",
+    "reflow_8gaussians_moons.py",
+    "rf_cifar10_reflow.py",
+    "rf_cifar10_distill.py",
+    "loom_cifar10_reflow.py",
+)
+CONFIGS = sorted(
+    p
+    for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
+    if os.path.basename(p) not in ("__init__.py", "toy.py", "digits.py", "images.py") + PAPER_SCALE
+    and "_digits" not in p
+)
 # the coupling comparison on the digits; configs/rf_digits.py (class subsets) is tested in tests/test_train.py
 DIGITS = sorted(p for p in glob.glob(os.path.join(ROOT, "configs", "*_digits.py")) if not p.endswith("rf_digits.py"))
 
@@ -55,6 +67,8 @@ def test_digits_train_and_evaluate_end_to_end(tmp_path):
     """A LOOM digits run (4 steps; its UNet cut to one level to keep compiles short) through train and the
     image evaluation."""
     from flowjax import evaluate
+    from flowjax.data import dataset as datasets
+
     config = load(os.path.join(ROOT, "configs", "loom_digits.py"))
     config.model.channel_mults, config.model.attention_resolutions = (1,), (8,)
     config.model.base_channels, config.model.head_channels = 16, 16
@@ -65,14 +79,14 @@ def test_digits_train_and_evaluate_end_to_end(tmp_path):
     state = train.train(config, str(tmp_path), exp)
     assert int(state.step) == 4
     assert not np.array_equal(state.coupling_state["seeds"], exp.state.coupling_state["seeds"])
-    rows = evaluate.evaluate(config, str(tmp_path), exp.velocity_fn, state.ema_params, 4, exp.source_one)
+    rows = evaluate.evaluate(config, str(tmp_path), exp.velocity_fn, state.ema_params, 4, exp.noise_one)
     assert {(r["solver"], r["nfe"]) for r in rows} == {("euler", 2), ("euler", 4)}
     for r in rows:  # an untrained model's samples are far from the digits by either metric
         assert r["w2"] > 1.0 and r["fd_digits"] > 10.0
     assert os.path.getsize(os.path.join(tmp_path, "eval", "samples.png")) > 5_000
     config.eval.num_samples = 100
     with pytest.raises(ValueError, match="eval.num_samples"):
-        evaluate.target_set(config)
+        datasets.held_out(config)
 
 
 def test_readme_example_learns():

@@ -1,4 +1,5 @@
 """Couplings against independent references: brute force over permutations, scipy, marginals."""
+
 import itertools
 
 import jax
@@ -10,7 +11,6 @@ import scipy.optimize
 from configs import default
 from flowjax import couplings
 from flowjax.couplings import assignment
-
 
 plan_fn = jax.jit(couplings.minibatch_ot.sinkhorn_plan, static_argnames=("epsilon", "relative_epsilon"))
 
@@ -36,7 +36,7 @@ def test_assignment_equals_brute_force(solver):
 def test_exact_ot_matches_scipy(solver, d):
     k1, k0 = jax.random.split(jax.random.PRNGKey(d))
     x1, x0 = jax.random.normal(k1, (64, d)) + 1.0, jax.random.normal(k0, (64, d))
-    x0p, x1p, state, info = jax.jit(lambda a, b: couplings.exact_ot(None, a, b, None, solver=solver))(x1, x0)
+    x0p, x1p, state, info = jax.jit(lambda a, b: couplings.exact_ot(None, b, a, None, solver=solver))(x1, x0)
     assert state is None
     np.testing.assert_array_equal(x1p, x1)
     # x0p is a permutation of x0: same multiset of rows
@@ -51,7 +51,7 @@ def test_exact_ot_matches_scipy(solver, d):
 def test_exact_ot_under_vmap_and_images():
     k1, k0 = jax.random.split(jax.random.PRNGKey(1))
     x1, x0 = jax.random.normal(k1, (3, 6, 2, 2, 1)), jax.random.normal(k0, (3, 6, 2, 2, 1))
-    x0p = jax.vmap(lambda a, b: couplings.exact_ot(None, a, b, solver="scipy")[0])(x1, x0)
+    x0p = jax.vmap(lambda a, b: couplings.exact_ot(None, b, a, solver="scipy")[0])(x1, x0)
     for b in range(3):
         c = _cost(x1[b].reshape(6, -1), x0[b].reshape(6, -1))
         r, col = scipy.optimize.linear_sum_assignment(c)
@@ -91,7 +91,9 @@ def test_sinkhorn_pairs_drawn_from_plan():
     np.add.at(freq, (np.asarray(i), np.asarray(j)), 1)
     np.testing.assert_allclose(freq / freq.sum(), plan, atol=0.004)
     # the coupling returns exactly the drawn rows
-    x0p, x1p, _, _ = jax.jit(lambda k: couplings.sinkhorn(k, x1, x0, epsilon=2.0, relative_epsilon=None))(jax.random.PRNGKey(5))
+    x0p, x1p, _, _ = jax.jit(lambda k: couplings.sinkhorn(k, x0, x1, epsilon=2.0, relative_epsilon=None))(
+        jax.random.PRNGKey(5)
+    )
     i, j = couplings.minibatch_ot.draw_pairs(jax.random.PRNGKey(5), plan, 8)
     np.testing.assert_allclose(x1p, x1[i])
     np.testing.assert_allclose(x0p, x0[j])
@@ -99,7 +101,7 @@ def test_sinkhorn_pairs_drawn_from_plan():
 
 def test_independent_is_identity():
     x1, x0 = jnp.ones((4, 2)), jnp.zeros((4, 2))
-    x0p, x1p, state, info = couplings.independent(None, x1, x0, None)
+    x0p, x1p, state, info = couplings.independent(None, x0, x1, None)
     np.testing.assert_array_equal(x0p, x0)
     np.testing.assert_allclose(info["coupling/cost_after"], 2.0)
 
@@ -116,11 +118,11 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="epsilon"):
         couplings.make(cfg)
     cfg.name = "loom"
-    with pytest.raises(ValueError, match="source_one"):
+    with pytest.raises(ValueError, match="noise_one"):
         couplings.make(cfg)
     cfg.num_caches = 0
     with pytest.raises(ValueError, match="num_caches"):
-        couplings.make(cfg, source_one=lambda k: k)
+        couplings.make(cfg, noise_one=lambda k: k)
     with pytest.raises(ValueError, match="same shape"):
         couplings.exact_ot(None, jnp.ones((4, 2)), jnp.ones((5, 2)))
     with pytest.raises(ValueError, match="square"):
@@ -129,19 +131,24 @@ def test_bad_inputs():
 
 @pytest.mark.parametrize("name", ["exact_ot", "sinkhorn"])
 def test_global_scope_on_4_devices_equals_one_coupling_of_the_whole_batch(name):
-    couple = {"exact_ot": lambda k, a, b, s: couplings.exact_ot(k, a, b, s, solver="scipy"),
-              "sinkhorn": couplings.sinkhorn}[name]
+    couple = {
+        "exact_ot": lambda k, a, b, s: couplings.exact_ot(k, a, b, s, solver="scipy"),
+        "sinkhorn": couplings.sinkhorn,
+    }[name]
     k1, k0, key = jax.random.split(jax.random.PRNGKey(3), 3)
     x1, x0 = jax.random.normal(k1, (32, 2)) + 2.0, jax.random.normal(k0, (32, 2))
-    x0_ref, x1_ref, _, _ = jax.jit(couple)(key, x1, x0, None)
+    x0_ref, x1_ref, _, _ = jax.jit(couple)(key, x0, x1, None)
     scoped = couplings.with_scope(couple, "global", "batch")
-    run = jax.pmap(lambda a, b, k: scoped(k, a, b, None)[:2], axis_name="batch", in_axes=(0, 0, None))
+    run = jax.pmap(lambda a, b, k: scoped(k, b, a, None)[:2], axis_name="batch", in_axes=(0, 0, None))
     x0_4, x1_4 = run(x1.reshape(4, 8, 2), x0.reshape(4, 8, 2), key)
     np.testing.assert_allclose(x0_4.reshape(32, 2), x0_ref, rtol=1e-6)
     np.testing.assert_allclose(x1_4.reshape(32, 2), x1_ref, rtol=1e-6)
     # The device scope solves 4 separate problems: a costlier pairing than the global optimum.
-    local = jax.pmap(lambda a, b, k: couplings.with_scope(couple, "device", "batch")(k, a, b, None)[0],
-                     axis_name="batch", in_axes=(0, 0, None))(x1.reshape(4, 8, 2), x0.reshape(4, 8, 2), key)
+    local = jax.pmap(
+        lambda a, b, k: couplings.with_scope(couple, "device", "batch")(k, b, a, None)[0],
+        axis_name="batch",
+        in_axes=(0, 0, None),
+    )(x1.reshape(4, 8, 2), x0.reshape(4, 8, 2), key)
     if name == "exact_ot":
         cost = lambda a: float(jnp.sum((x1 - a.reshape(32, 2)) ** 2))
         assert cost(x0_4) < cost(local)

@@ -1,5 +1,6 @@
 """DANSM greedy matching, the Immiscible baseline and inter-path distances, against independent references:
 plain-Python Algorithm 1, grid minimisation over t, brute-force pair loops, scipy's assignment."""
+
 import itertools
 
 import jax
@@ -45,6 +46,7 @@ def _sq_cost(x1, x0):
 # ---------------------------------------------------------------------------------------------
 # greedy matching (Algorithm 1)
 
+
 def test_greedy_match_equals_plain_python_algorithm():
     rng = np.random.default_rng(0)
     for n in (1, 2, 3, 5, 8, 13, 30):
@@ -71,7 +73,7 @@ def test_greedy_pairing_and_couple():
     assert perm.tolist() == _greedy_reference(cost.tolist())
     # the unsquared distance gives the same greedy pairing
     assert _greedy_reference(np.sqrt(cost).tolist()) == perm.tolist()
-    x0p, x1p, state, info = dansm.couple(None, x1, x0)
+    x0p, x1p, state, info = dansm.couple(None, x0, x1)
     assert state is None
     np.testing.assert_array_equal(x1p, x1)
     np.testing.assert_array_equal(x0p, np.asarray(x0)[perm])
@@ -87,7 +89,7 @@ def test_bad_input_raises():
     with pytest.raises(ValueError, match="cost"):
         immiscible.pairing(jnp.zeros((3, 2)), jnp.zeros((3, 2)), cost="l1")
     with pytest.raises(ValueError, match="same shape"):
-        immiscible.couple(None, jnp.zeros((3, 2)), jnp.zeros((3, 3)))
+        immiscible.couple(None, jnp.zeros((3, 3)), jnp.zeros((3, 2)))
     with pytest.raises(ValueError, match="one shape"):
         paths.path_stats(jnp.zeros((5, 2)), jnp.zeros((5, 3)))
     with pytest.raises(ValueError, match="common d"):
@@ -96,6 +98,7 @@ def test_bad_input_raises():
 
 # ---------------------------------------------------------------------------------------------
 # inter-path distance (Eq. 4-5) and statistics
+
 
 @pytest.mark.parametrize("d", [2, 50])
 def test_interpath_distance_equals_grid_minimum(d):
@@ -194,6 +197,7 @@ def test_two_path_lemma_shorter_pairing_is_further_apart():
 # ---------------------------------------------------------------------------------------------
 # Immiscible baseline and the Table 2 direction
 
+
 @pytest.mark.parametrize("solver", ["scipy", "ott"])
 @pytest.mark.parametrize("cost", ["sqeuclidean", "euclidean"])
 def test_immiscible_pairing_is_the_optimal_assignment(cost, solver):
@@ -207,7 +211,7 @@ def test_immiscible_pairing_is_the_optimal_assignment(cost, solver):
     assert sorted(perm.tolist()) == list(range(40))
     np.testing.assert_allclose(matrix[np.arange(40), perm].sum(), matrix[rows, cols].sum(), rtol=1e-6)
     if solver == "scipy":
-        x0p, x1p, state, info = immiscible.couple(None, x1, x0, cost=cost, solver=solver)
+        x0p, x1p, state, info = immiscible.couple(None, x0, x1, cost=cost, solver=solver)
         assert state is None
         np.testing.assert_array_equal(x1p, x1)
         np.testing.assert_array_equal(x0p, np.asarray(x0)[perm])

@@ -1,9 +1,10 @@
-"""FID in the evaluation sweep for image data sets (flowjax.evaluate.evaluate_images), on a folder of 24 tiny
+"""FID in the evaluation sweep for image data sets (flowjax.evaluate_fid.evaluate_images), on a folder of 24 tiny
 PNG images, an analytic velocity field and a cheap stand-in for the FID Inception.
 
 Every expected value is computed here independently: the noise from the eval keys all at once, samples with
 `integrators.euler` on the whole batch, reference images read with PIL, statistics with `fid.statistics`.
 """
+
 import glob
 import json
 import os
@@ -16,24 +17,29 @@ import pytest
 from PIL import Image
 
 from configs import default
-from flowjax import evaluate, integrators, metrics
+from flowjax import evaluate, evaluate_fid, integrators, metrics
 from flowjax.metrics import fid
 
 N_IMAGES, SIDE, N_SAMPLES, N_PATH, PATH_NFE = 24, 8, 20, 10, 4
-PARAMS = {"a": jnp.float32(-0.4), "b": jnp.float32(0.7),
-          "c": jnp.asarray(np.random.default_rng(1).uniform(-0.5, 0.5, (SIDE, SIDE, 3)), jnp.float32)}
+PARAMS = {
+    "a": jnp.float32(-0.4),
+    "b": jnp.float32(0.7),
+    "c": jnp.asarray(np.random.default_rng(1).uniform(-0.5, 0.5, (SIDE, SIDE, 3)), jnp.float32),
+}
 
 
 def make_apply(traced=None):
     """v(x, t) = a x + b cos(3t) + c (curved paths); ``traced`` records the batch size of every trace."""
+
     def apply_fn(params, x, t):
         if traced is not None:
             traced.append(x.shape[0])
         return params["a"] * x + params["b"] * jnp.cos(3.0 * t)[:, None, None, None] + params["c"]
+
     return apply_fn
 
 
-def source_one(key):
+def noise_one(key):
     return jax.random.normal(key, (SIDE, SIDE, 3))
 
 
@@ -74,12 +80,12 @@ def make_root(tmp):
 
 def run(config, workdir, feature_fn, traced=None):
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(evaluate, "fid_feature_fn", lambda cfg: feature_fn)
-        return evaluate.evaluate(config, str(workdir), make_apply(traced), PARAMS, 3, source_one, "test_cfg")
+        mp.setattr(evaluate_fid, "fid_feature_fn", lambda cfg: feature_fn)
+        return evaluate.evaluate(config, str(workdir), make_apply(traced), PARAMS, 3, noise_one, "test_cfg")
 
 
 def eval_x0(config, n):
-    return jax.vmap(source_one)(jax.random.split(jax.random.PRNGKey(config.eval.seed), n))
+    return jax.vmap(noise_one)(jax.random.split(jax.random.PRNGKey(config.eval.seed), n))
 
 
 def sample_stats(config, nfe, feature_fn):
@@ -171,8 +177,9 @@ def test_fid_num_reference_and_explicit_stats_path(tmp_path):
     ref = reference_stats(config, make_features(0), n=10)
     for got, want in zip(fid.load_stats(config.eval.fid_stats), ref):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-8)
-    assert rows[0]["fid"] == pytest.approx(fid.frechet_distance(*sample_stats(config, 1, make_features(0)), *ref),
-                                           rel=1e-5)
+    assert rows[0]["fid"] == pytest.approx(
+        fid.frechet_distance(*sample_stats(config, 1, make_features(0)), *ref), rel=1e-5
+    )
     assert not glob.glob(str(tmp_path / "work" / "eval" / "fid_reference_*"))
     config.eval.fid_stats, config.eval.fid_num_reference = "", N_IMAGES + 1
     with pytest.raises(ValueError, match="fid_num_reference"):

@@ -1,5 +1,6 @@
-"""Tests for flowjax.metrics.fid (Fréchet distance, statistics files, FID Inception, weight
-conversion) and FD-digits (the committed classifier and reference statistics)."""
+"""Tests for flowjax.metrics.fid (Fréchet distance, statistics files), flowjax.models.inception (FID Inception,
+weight conversion) and FD-digits (the committed classifier and reference statistics)."""
+
 import importlib.util
 import os
 import sys
@@ -14,7 +15,7 @@ import scipy.stats
 
 from flowjax.data import digits
 from flowjax.metrics import fd_digits, fid
-from flowjax.models import digits_classifier
+from flowjax.models import digits_classifier, inception, weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -137,11 +138,11 @@ def test_cached_stats_leaves_no_file_when_interrupted(tmp_path, monkeypatch):
         fid.cached_stats(path, failing_compute)
     assert os.listdir(tmp_path) == []
 
-    def half_write(f, **arrays):
-        f.write(b"PK\x03\x04 truncated")
+    def half_write(f, array, **kwargs):  # the array serializer, interrupted after some bytes
+        f.write(b"\x93NUMPY truncated")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(np, "savez", half_write)
+    monkeypatch.setattr(np.lib.format, "write_array", half_write)
     with pytest.raises(KeyboardInterrupt):
         fid.cached_stats(path, lambda: (np.zeros(2), np.eye(2)))
     assert os.listdir(tmp_path) == []  # neither the cache nor the temporary file
@@ -168,37 +169,69 @@ def test_save_stats_never_overwrites_silently(tmp_path):
 def _torch_fid_inception_layers():
     """(name, out, in, kh, kw) of each BasicConv2d of torchvision's Inception3 with pytorch-fid's
     FID blocks, written from torchvision's definitions (independently of flowjax's module)."""
-    layers = [("Conv2d_1a_3x3", 32, 3, 3, 3), ("Conv2d_2a_3x3", 32, 32, 3, 3), ("Conv2d_2b_3x3", 64, 32, 3, 3),
-              ("Conv2d_3b_1x1", 80, 64, 1, 1), ("Conv2d_4a_3x3", 192, 80, 3, 3)]
+    layers = [
+        ("Conv2d_1a_3x3", 32, 3, 3, 3),
+        ("Conv2d_2a_3x3", 32, 32, 3, 3),
+        ("Conv2d_2b_3x3", 64, 32, 3, 3),
+        ("Conv2d_3b_1x1", 80, 64, 1, 1),
+        ("Conv2d_4a_3x3", 192, 80, 3, 3),
+    ]
 
     def block_a(n, cin, pool):
-        return [(f"{n}.branch1x1", 64, cin, 1, 1), (f"{n}.branch5x5_1", 48, cin, 1, 1),
-                (f"{n}.branch5x5_2", 64, 48, 5, 5), (f"{n}.branch3x3dbl_1", 64, cin, 1, 1),
-                (f"{n}.branch3x3dbl_2", 96, 64, 3, 3), (f"{n}.branch3x3dbl_3", 96, 96, 3, 3),
-                (f"{n}.branch_pool", pool, cin, 1, 1)]
+        return [
+            (f"{n}.branch1x1", 64, cin, 1, 1),
+            (f"{n}.branch5x5_1", 48, cin, 1, 1),
+            (f"{n}.branch5x5_2", 64, 48, 5, 5),
+            (f"{n}.branch3x3dbl_1", 64, cin, 1, 1),
+            (f"{n}.branch3x3dbl_2", 96, 64, 3, 3),
+            (f"{n}.branch3x3dbl_3", 96, 96, 3, 3),
+            (f"{n}.branch_pool", pool, cin, 1, 1),
+        ]
 
     def block_c(n, c7):
-        return [(f"{n}.branch1x1", 192, 768, 1, 1), (f"{n}.branch7x7_1", c7, 768, 1, 1),
-                (f"{n}.branch7x7_2", c7, c7, 1, 7), (f"{n}.branch7x7_3", 192, c7, 7, 1),
-                (f"{n}.branch7x7dbl_1", c7, 768, 1, 1), (f"{n}.branch7x7dbl_2", c7, c7, 7, 1),
-                (f"{n}.branch7x7dbl_3", c7, c7, 1, 7), (f"{n}.branch7x7dbl_4", c7, c7, 7, 1),
-                (f"{n}.branch7x7dbl_5", 192, c7, 1, 7), (f"{n}.branch_pool", 192, 768, 1, 1)]
+        return [
+            (f"{n}.branch1x1", 192, 768, 1, 1),
+            (f"{n}.branch7x7_1", c7, 768, 1, 1),
+            (f"{n}.branch7x7_2", c7, c7, 1, 7),
+            (f"{n}.branch7x7_3", 192, c7, 7, 1),
+            (f"{n}.branch7x7dbl_1", c7, 768, 1, 1),
+            (f"{n}.branch7x7dbl_2", c7, c7, 7, 1),
+            (f"{n}.branch7x7dbl_3", c7, c7, 1, 7),
+            (f"{n}.branch7x7dbl_4", c7, c7, 7, 1),
+            (f"{n}.branch7x7dbl_5", 192, c7, 1, 7),
+            (f"{n}.branch_pool", 192, 768, 1, 1),
+        ]
 
     def block_e(n, cin):
-        return [(f"{n}.branch1x1", 320, cin, 1, 1), (f"{n}.branch3x3_1", 384, cin, 1, 1),
-                (f"{n}.branch3x3_2a", 384, 384, 1, 3), (f"{n}.branch3x3_2b", 384, 384, 3, 1),
-                (f"{n}.branch3x3dbl_1", 448, cin, 1, 1), (f"{n}.branch3x3dbl_2", 384, 448, 3, 3),
-                (f"{n}.branch3x3dbl_3a", 384, 384, 1, 3), (f"{n}.branch3x3dbl_3b", 384, 384, 3, 1),
-                (f"{n}.branch_pool", 192, cin, 1, 1)]
+        return [
+            (f"{n}.branch1x1", 320, cin, 1, 1),
+            (f"{n}.branch3x3_1", 384, cin, 1, 1),
+            (f"{n}.branch3x3_2a", 384, 384, 1, 3),
+            (f"{n}.branch3x3_2b", 384, 384, 3, 1),
+            (f"{n}.branch3x3dbl_1", 448, cin, 1, 1),
+            (f"{n}.branch3x3dbl_2", 384, 448, 3, 3),
+            (f"{n}.branch3x3dbl_3a", 384, 384, 1, 3),
+            (f"{n}.branch3x3dbl_3b", 384, 384, 3, 1),
+            (f"{n}.branch_pool", 192, cin, 1, 1),
+        ]
 
     layers += block_a("Mixed_5b", 192, 32) + block_a("Mixed_5c", 256, 64) + block_a("Mixed_5d", 288, 64)
-    layers += [("Mixed_6a.branch3x3", 384, 288, 3, 3), ("Mixed_6a.branch3x3dbl_1", 64, 288, 1, 1),
-               ("Mixed_6a.branch3x3dbl_2", 96, 64, 3, 3), ("Mixed_6a.branch3x3dbl_3", 96, 96, 3, 3)]
+    layers += [
+        ("Mixed_6a.branch3x3", 384, 288, 3, 3),
+        ("Mixed_6a.branch3x3dbl_1", 64, 288, 1, 1),
+        ("Mixed_6a.branch3x3dbl_2", 96, 64, 3, 3),
+        ("Mixed_6a.branch3x3dbl_3", 96, 96, 3, 3),
+    ]
     for n, c7 in (("Mixed_6b", 128), ("Mixed_6c", 160), ("Mixed_6d", 160), ("Mixed_6e", 192)):
         layers += block_c(n, c7)
-    layers += [("Mixed_7a.branch3x3_1", 192, 768, 1, 1), ("Mixed_7a.branch3x3_2", 320, 192, 3, 3),
-               ("Mixed_7a.branch7x7x3_1", 192, 768, 1, 1), ("Mixed_7a.branch7x7x3_2", 192, 192, 1, 7),
-               ("Mixed_7a.branch7x7x3_3", 192, 192, 7, 1), ("Mixed_7a.branch7x7x3_4", 192, 192, 3, 3)]
+    layers += [
+        ("Mixed_7a.branch3x3_1", 192, 768, 1, 1),
+        ("Mixed_7a.branch3x3_2", 320, 192, 3, 3),
+        ("Mixed_7a.branch7x7x3_1", 192, 768, 1, 1),
+        ("Mixed_7a.branch7x7x3_2", 192, 192, 1, 7),
+        ("Mixed_7a.branch7x7x3_3", 192, 192, 7, 1),
+        ("Mixed_7a.branch7x7x3_4", 192, 192, 3, 3),
+    ]
     return layers + block_e("Mixed_7b", 1280) + block_e("Mixed_7c", 2048)
 
 
@@ -228,19 +261,21 @@ def torch_state_dict():
 def inception_variables(torch_state_dict):
     """Random FID Inception variables (He-scaled kernels, random batch-norm statistics).
 
-    Built through the converter rather than ``InceptionV3().init``: jitted init of the 22M
-    parameters takes 25-50 s to compile on 2 CPU cores, eager init ~35 s."""
-    return fid.inception_variables_from_torch(torch_state_dict)
+    Built through the converter rather than ``InceptionV3().init``: initialising the 22M parameters
+    (jitted or eagerly) is slow on a CPU, and the converter needs no compilation."""
+    return inception.inception_variables_from_torch(torch_state_dict)
 
 
 def test_inception_parameter_count():
-    shapes = fid.inception_variable_shapes()
+    shapes = inception.inception_variable_shapes()
     n_params = sum(int(np.prod(s)) for k, s in shapes.items() if k.startswith("params/"))
     n_bn = sum(s[0] for k, s in shapes.items() if k.endswith("/bn/mean"))
     layers = _torch_fid_inception_layers()
     by_hand = sum(o * i * kh * kw + o for _, o, i, kh, kw in layers)  # kernels + beta
-    print(f"FID Inception: {n_params:,} Flax params (no BN scale), {n_bn:,} BN channels, "
-          f"{n_params + n_bn:,} torch-style trunk, {n_params + n_bn + FID_FC_PARAMS:,} with fc")
+    print(
+        f"FID Inception: {n_params:,} Flax params (no BN scale), {n_bn:,} BN channels, "
+        f"{n_params + n_bn:,} torch-style trunk, {n_params + n_bn + FID_FC_PARAMS:,} with fc"
+    )
     assert len(layers) == 94 and len(shapes) == 4 * 94
     assert n_params == by_hand == 21_768_352
     assert n_params + n_bn == TORCHVISION_TRUNK_PARAMS == 21_785_568
@@ -249,21 +284,21 @@ def test_inception_parameter_count():
 
 def test_inception_weights_roundtrip_and_features(tmp_path, inception_variables):
     path = str(tmp_path / "inception.npz")
-    fid.save_variables(path, inception_variables)
-    loaded = fid.load_inception_params(path)
+    weights.save_variables(path, inception_variables)
+    loaded = inception.load_inception_params(path)
     flat_a = jax.tree_util.tree_flatten_with_path(inception_variables)[0]
     flat_b = jax.tree_util.tree_flatten_with_path(loaded)[0]
     assert [p for p, _ in flat_a] == [p for p, _ in flat_b]
     assert all(np.array_equal(a, b) and b.dtype == np.float32 for (_, a), (_, b) in zip(flat_a, flat_b))
 
     images = jax.random.uniform(jax.random.key(0), (2, 32, 32, 3), minval=-1.0, maxval=1.0)
-    feats = fid.inception_feature_fn(inception_variables)(images)
+    feats = inception.inception_feature_fn(inception_variables)(images)
     assert feats.shape == (2, 2048) and np.all(np.isfinite(feats)) and np.all(feats >= 0)
     assert float(jnp.std(feats)) > 0 and not np.allclose(feats[0], feats[1])
-    np.testing.assert_array_equal(fid.inception_feature_fn(loaded)(images), feats)
+    np.testing.assert_array_equal(inception.inception_feature_fn(loaded)(images), feats)
 
     grey = jax.random.uniform(jax.random.key(1), (2, 8, 8, 1), minval=-1.0, maxval=1.0)
-    feature_fn = fid.inception_feature_fn(loaded)
+    feature_fn = inception.inception_feature_fn(loaded)
     grey_feats = feature_fn(grey)
     assert grey_feats.shape == (2, 2048)
     np.testing.assert_array_equal(grey_feats, feature_fn(jnp.repeat(grey, 3, axis=-1)))
@@ -272,17 +307,17 @@ def test_inception_weights_roundtrip_and_features(tmp_path, inception_variables)
     changed = jax.tree_util.tree_map(lambda x: x, loaded)
     bn_stats = changed["batch_stats"]["Mixed_7c"]["branch_pool"]["bn"]
     bn_stats["var"] = 4.0 * bn_stats["var"]
-    assert not np.allclose(fid.inception_feature_fn(changed)(images), feats)
+    assert not np.allclose(inception.inception_feature_fn(changed)(images), feats)
 
 
 def test_load_inception_params_rejects_missing_and_wrong_files(tmp_path, inception_variables):
     with pytest.raises(FileNotFoundError, match="convert_inception_weights"):
-        fid.load_inception_params(str(tmp_path / "absent.npz"))
+        inception.load_inception_params(str(tmp_path / "absent.npz"))
     partial = {"params": dict(inception_variables["params"]), "batch_stats": inception_variables["batch_stats"]}
     del partial["params"]["Mixed_7c"]
-    fid.save_variables(str(tmp_path / "partial.npz"), partial)
+    weights.save_variables(str(tmp_path / "partial.npz"), partial)
     with pytest.raises(ValueError, match="missing"):
-        fid.load_inception_params(str(tmp_path / "partial.npz"))
+        inception.load_inception_params(str(tmp_path / "partial.npz"))
 
 
 def _torch_bilinear_1d(n_in, n_out):
@@ -304,11 +339,13 @@ def test_inception_resize_matches_pytorch_fid_bilinear(size):
     w = _torch_bilinear_1d(size, 299)
     expected = np.einsum("ih,bhwc,jw->bijc", w, x, w, optimize=True)
     # jax computes the sample positions in float32: weights differ by up to ~2e-5 at 400 px
-    np.testing.assert_allclose(fid._to_inception_input(jnp.asarray(x)), expected, atol=1e-4)
+    np.testing.assert_allclose(inception._to_inception_input(jnp.asarray(x)), expected, atol=1e-4)
 
 
-@pytest.mark.parametrize("kernel, strides, padding, torch_pad", [
-    ((1, 7), 1, "SAME", (0, 3)), ((3, 3), 2, "VALID", (0, 0)), ((5, 5), 1, "SAME", (2, 2))])
+@pytest.mark.parametrize(
+    "kernel, strides, padding, torch_pad",
+    [((1, 7), 1, "SAME", (0, 3)), ((3, 3), 2, "VALID", (0, 0)), ((5, 5), 1, "SAME", (2, 2))],
+)
 def test_basic_conv_matches_torch_semantics(kernel, strides, padding, torch_pad):
     """A converted torch conv (OIHW, zero padding) + BN (eps 1e-3) + ReLU, against a direct loop."""
     rng = np.random.default_rng(6)
@@ -324,9 +361,11 @@ def test_basic_conv_matches_torch_semantics(kernel, strides, padding, torch_pad)
             patch = xp[h * strides : h * strides + kh, w * strides : w * strides + kw]  # [kh, kw, in]
             conv[h, w] = np.einsum("oiab,abi->o", weight, patch)
     expected = np.maximum((conv - mean) / np.sqrt(var + 1e-3) + beta, 0.0)
-    layer = fid.BasicConv2d(cout, kernel, strides=strides, padding=padding)
-    variables = {"params": {"conv": {"kernel": np.transpose(weight, (2, 3, 1, 0))}, "bn": {"bias": beta}},
-                 "batch_stats": {"bn": {"mean": mean, "var": var}}}
+    layer = inception.BasicConv2d(cout, kernel, strides=strides, padding=padding)
+    variables = {
+        "params": {"conv": {"kernel": np.transpose(weight, (2, 3, 1, 0))}, "bn": {"bias": beta}},
+        "batch_stats": {"bn": {"mean": mean, "var": var}},
+    }
     variables = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), variables)
     out = layer.apply(variables, jnp.asarray(x[None], jnp.float32))[0]
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
@@ -334,7 +373,7 @@ def test_basic_conv_matches_torch_semantics(kernel, strides, padding, torch_pad)
 
 def test_inception_average_pool_ignores_padding():
     """TF's average pool (FIDInceptionA/C/E_1 patch): border windows average real pixels only."""
-    pooled = fid._avg_pool_3x3(jnp.ones((1, 5, 5, 2)))
+    pooled = inception._avg_pool_3x3(jnp.ones((1, 5, 5, 2)))
     np.testing.assert_array_equal(pooled, np.ones((1, 5, 5, 2)))
 
 
@@ -361,14 +400,14 @@ def test_converter_maps_names_shapes_and_values(torch_state_dict, inception_vari
 
 def test_converter_folds_batchnorm_scale_exactly():
     sd = _torch_state_dict(1, gamma_one=False)
-    variables = fid.inception_variables_from_torch(sd)
+    variables = inception.inception_variables_from_torch(sd)
     name = "Mixed_5b.branch5x5_2"
     gamma, beta = sd[f"{name}.bn.weight"].astype(np.float64), sd[f"{name}.bn.bias"]
     mean, var = sd[f"{name}.bn.running_mean"], sd[f"{name}.bn.running_var"].astype(np.float64)
     z = np.random.default_rng(2).normal(size=(4, 64))
     torch_bn = gamma * (z - mean) / np.sqrt(var + 1e-3) + beta
     folded = variables["batch_stats"]["Mixed_5b"]["branch5x5_2"]["bn"]
-    bn = nn.BatchNorm(use_running_average=True, use_scale=False, epsilon=fid.BN_EPSILON)
+    bn = nn.BatchNorm(use_running_average=True, use_scale=False, epsilon=inception.BN_EPSILON)
     out = bn.apply({"params": {"bias": jnp.asarray(beta)}, "batch_stats": folded}, jnp.asarray(z, jnp.float32))
     np.testing.assert_allclose(out, torch_bn, rtol=1e-5, atol=1e-5)
 
@@ -376,17 +415,17 @@ def test_converter_folds_batchnorm_scale_exactly():
 def test_converter_rejects_incomplete_or_foreign_state_dicts(torch_state_dict):
     extra = dict(torch_state_dict, **{"AuxLogits.fc.weight": np.zeros((1008, 768), np.float32)})
     with pytest.raises(ValueError, match="AuxLogits"):
-        fid.inception_variables_from_torch(extra)
+        inception.inception_variables_from_torch(extra)
     missing = {k: v for k, v in torch_state_dict.items() if k != "Mixed_6c.branch_pool.bn.running_var"}
     with pytest.raises(ValueError, match="Mixed_6c.branch_pool.bn.running_var"):
-        fid.inception_variables_from_torch(missing)
+        inception.inception_variables_from_torch(missing)
     no_layer = {k: v for k, v in torch_state_dict.items() if not k.startswith("Mixed_7c.branch_pool.")}
     with pytest.raises(ValueError, match="missing"):
-        fid.inception_variables_from_torch(no_layer)
+        inception.inception_variables_from_torch(no_layer)
     wrong = dict(torch_state_dict)
     wrong["Conv2d_1a_3x3.conv.weight"] = np.zeros((32, 1, 3, 3), np.float32)
     with pytest.raises(ValueError, match="wrong shapes"):
-        fid.inception_variables_from_torch(wrong)
+        inception.inception_variables_from_torch(wrong)
 
 
 def test_convert_script_end_to_end(tmp_path, monkeypatch, torch_state_dict, inception_variables):
@@ -401,7 +440,7 @@ def test_convert_script_end_to_end(tmp_path, monkeypatch, torch_state_dict, ince
     out = str(tmp_path / "fid_inception.npz")
     monkeypatch.setattr(sys, "argv", ["convert", str(pth), out])
     script.main()
-    loaded = fid.load_inception_params(out)
+    loaded = inception.load_inception_params(out)
     assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, loaded, inception_variables))
     with pytest.raises(FileExistsError):
         script.main()
@@ -467,6 +506,5 @@ def test_fd_digits_says_how_to_make_missing_assets(tmp_path, monkeypatch):
 def test_digits_classifier_training_is_deterministic(digit_splits):
     (x_train, y_train), _ = digit_splits
     train = _script("train_digits_classifier").train
-    runs = [train(jax.random.key(0), x_train[:128], y_train[:128], epochs=1, batch_size=64, lr=1e-3)
-            for _ in range(2)]
+    runs = [train(jax.random.key(0), x_train[:128], y_train[:128], epochs=1, batch_size=64, lr=1e-3) for _ in range(2)]
     assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, *runs))

@@ -1,4 +1,5 @@
 """Image data: offline digits, TFDS sources on mocked data, image folders, and the batch stream."""
+
 import re
 
 import jax
@@ -8,8 +9,8 @@ from PIL import Image
 
 from flowjax.data import digits, images, stream
 
-
 # ---------------------------------------------------------------------------------------- digits
+
 
 def test_digits_split_sizes_disjoint_and_range():
     x_all, y_all = digits.load("all")
@@ -53,6 +54,7 @@ def test_digits_class_filters():
 
 # ------------------------------------------------------------------------------------------ tfds
 
+
 def test_tfds_cifar10_source(mock_tfds, tmp_path):
     source = images.tfds_source("cifar10", data_dir=str(tmp_path))
     assert source.num_examples == 12 and source.shape == (32, 32, 3) and source.num_classes == 10
@@ -74,8 +76,9 @@ def test_tfds_variable_size_images_are_cropped_and_resized(mock_tfds):
 
 
 def test_tfds_unprepared_raises_with_build_command(tmp_path):
-    with pytest.raises(FileNotFoundError, match=re.escape(
-            f"tfds build cifar10 --file_format=array_record --data_dir={tmp_path}\n")) as err:
+    with pytest.raises(
+        FileNotFoundError, match=re.escape(f"tfds build cifar10 --file_format=array_record --data_dir={tmp_path}\n")
+    ) as err:
         images.tfds_source("cifar10", data_dir=str(tmp_path))
     assert "pip install -e '.[data]'" in str(err.value)
     with pytest.raises(FileNotFoundError, match="--manual_dir=MANUAL_DIR"):
@@ -86,6 +89,7 @@ def test_tfds_unprepared_raises_with_build_command(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- folder
+
 
 def test_folder_source_round_trip_and_order(tmp_path):
     rng = np.random.default_rng(0)
@@ -152,14 +156,15 @@ def test_batches_epoch_reads_each_example_at_most_once(source):
     spe = stream.steps_per_epoch(N, B)
     epochs = _take(images.batches(source, B, seed=0, prefetch=0), 2 * spe)
     for e in range(2):
-        seen = np.concatenate([b["index"].ravel() for b in epochs[e * spe:(e + 1) * spe]])
+        seen = np.concatenate([b["index"].ravel() for b in epochs[e * spe : (e + 1) * spe]])
         assert len(set(seen.tolist())) == len(seen) == spe * B
 
 
 def test_batches_process_shares(source):
     whole = _take(images.batches(source, B, seed=1, process_index=0, process_count=1), 3)
-    shares = [_take(images.batches(source, B, seed=1, process_index=p, process_count=2, local_devices=2), 3)
-              for p in (0, 1)]
+    shares = [
+        _take(images.batches(source, B, seed=1, process_index=p, process_count=2, local_devices=2), 3) for p in (0, 1)
+    ]
     for step in range(3):
         parts = [s[step] for s in shares]
         assert parts[0]["x1"].shape == (2, 2, 4, 4, 1)
@@ -211,6 +216,7 @@ def test_flip_as_example_indices(source):
 
 def test_source_from_config(mock_tfds, tmp_path):
     from configs import default
+
     data = default.get_config().data
     data.name, data.data_dir = "cifar10", str(tmp_path)
     whole = images.source_from_config(data)

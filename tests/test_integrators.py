@@ -3,6 +3,7 @@
 Float64 tests use the ``x64`` fixture (the ``jax.enable_x64`` context), so other test modules in
 the same pytest process keep float32.
 """
+
 from __future__ import annotations
 
 import jax
@@ -157,8 +158,17 @@ def test_dopri5_reports_the_evaluations_it_made():
 
 @pytest.mark.parametrize(
     "name, nfe",
-    [("euler", 0), ("euler", -1), ("midpoint", 0), ("midpoint", 3), ("heun", 3), ("heun", -2),
-     ("rk4", 0), ("rk4", 2), ("rk4", 6)],
+    [
+        ("euler", 0),
+        ("euler", -1),
+        ("midpoint", 0),
+        ("midpoint", 3),
+        ("heun", 3),
+        ("heun", -2),
+        ("rk4", 0),
+        ("rk4", 2),
+        ("rk4", 6),
+    ],
 )
 def test_invalid_nfe_raises(name, nfe):
     assert not integrators.valid_nfe(name, nfe)
@@ -182,7 +192,11 @@ def test_nfe_helpers():
 
 def test_get():
     assert [integrators.get(n) for n in integrators.NAMES] == [
-        integrators.euler, integrators.midpoint, integrators.heun, integrators.rk4, integrators.dopri5
+        integrators.euler,
+        integrators.midpoint,
+        integrators.heun,
+        integrators.rk4,
+        integrators.dopri5,
     ]
     with pytest.raises(ValueError, match="dopri5"):
         integrators.get("rk45")

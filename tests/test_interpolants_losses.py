@@ -1,4 +1,5 @@
 """Interpolants' velocities against jax.jvp; the loss against a hand computation; time samplers."""
+
 import functools
 
 import jax

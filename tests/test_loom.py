@@ -1,4 +1,5 @@
 """LOOM-CFM against independent references: scipy on the whole set, the seed multiset, Theorem 1."""
+
 import functools
 import itertools
 
@@ -13,7 +14,7 @@ from flowjax.couplings import loom
 from flowjax.data import stream
 
 D = 3
-source_one = lambda key: jax.random.normal(key, (D,))
+noise_one = lambda key: jax.random.normal(key, (D,))
 
 
 def _data(n, seed=0):
@@ -23,17 +24,28 @@ def _data(n, seed=0):
 @functools.lru_cache(maxsize=None)
 def _step_fn(cost="sqeuclidean", reassign=True):
     """A jitted single-device LOOM step on (x1_all, state, step): batch indices from the stream."""
+
     def run(x1_all, state, key, index):
         x1 = x1_all[index]
-        return loom.couple(key, x1, jnp.zeros_like(x1), state, index=index, source_one=source_one,
-                           cost=cost, solver="scipy", reassign=reassign)
+        return loom.couple(
+            key,
+            jnp.zeros_like(x1),
+            x1,
+            state,
+            index=index,
+            noise_one=noise_one,
+            cost=cost,
+            solver="scipy",
+            reassign=reassign,
+        )
+
     return jax.jit(run)
 
 
 def _cell_costs(x1_all, seeds, cost="sqeuclidean"):
     """Per-cell cost in float64 numpy, an independent computation of the Theorem 1 objective."""
     n, k = seeds.shape
-    z = np.asarray(loom.noise_from_seeds(jnp.asarray(seeds).reshape(-1), source_one), np.float64).reshape(n, k, D)
+    z = np.asarray(loom.noise_from_seeds(jnp.asarray(seeds).reshape(-1), noise_one), np.float64).reshape(n, k, D)
     d2 = ((np.asarray(x1_all, np.float64)[:, None] - z) ** 2).sum(-1)
     return d2 if cost == "sqeuclidean" else np.sqrt(d2)
 
@@ -59,9 +71,9 @@ def test_seed_table_is_4_bytes_per_noise():
 
 def test_noise_is_a_pure_function_of_the_seed():
     seeds = jnp.array([7, 123456789, 7], jnp.uint32)
-    z = loom.noise_from_seeds(seeds, source_one)
+    z = loom.noise_from_seeds(seeds, noise_one)
     np.testing.assert_array_equal(z[0], z[2])
-    np.testing.assert_array_equal(z[1], source_one(jax.random.PRNGKey(123456789)))
+    np.testing.assert_array_equal(z[1], noise_one(jax.random.PRNGKey(123456789)))
 
 
 @pytest.mark.parametrize("num_caches", [1, 3])
@@ -89,7 +101,7 @@ def test_reaches_a_fixed_point(cost):
     assert np.all(np.diff(costs) <= 1e-9 * costs[0])
     # Independent check of stationarity: no improving alternating cycle through 2 or 3 examples,
     # any of which a batch of 8 could contain (Theorem 1).
-    z = np.asarray(loom.noise_from_seeds(state["seeds"][:, 0], source_one), np.float64)
+    z = np.asarray(loom.noise_from_seeds(state["seeds"][:, 0], noise_one), np.float64)
     c = np.sqrt(((np.asarray(x1_all, np.float64)[:, None] - z[None]) ** 2).sum(-1))
     c = c**2 if cost == "sqeuclidean" else c
     own = np.diag(c)
@@ -105,7 +117,7 @@ def test_batch_equal_to_dataset_gives_the_global_optimum(cost):
     x1_all = _data(n, seed=3)
     state = loom.init_state(jax.random.PRNGKey(4), n, 1)
     c = _cell_costs(x1_all, state["seeds"], cost)[:, 0]
-    z = np.asarray(loom.noise_from_seeds(state["seeds"][:, 0], source_one), np.float64)
+    z = np.asarray(loom.noise_from_seeds(state["seeds"][:, 0], noise_one), np.float64)
     full = np.sqrt(((np.asarray(x1_all, np.float64)[:, None] - z[None]) ** 2).sum(-1))
     full = full**2 if cost == "sqeuclidean" else full
     rows, cols = scipy.optimize.linear_sum_assignment(full)
@@ -117,7 +129,7 @@ def test_batch_equal_to_dataset_gives_the_global_optimum(cost):
     np.testing.assert_allclose(after, optimum, rtol=1e-6)
     # The returned pairs are the updated ones, regenerated from the written-back seeds.
     np.testing.assert_array_equal(x1, x1_all[index])
-    np.testing.assert_allclose(x0, loom.noise_from_seeds(state["seeds"][index, 0], source_one), rtol=1e-6)
+    np.testing.assert_allclose(x0, loom.noise_from_seeds(state["seeds"][index, 0], noise_one), rtol=1e-6)
 
 
 def test_fixed_source_ablation_keeps_the_pairing():
@@ -128,15 +140,33 @@ def test_fixed_source_ablation_keeps_the_pairing():
     np.testing.assert_array_equal(new["seeds"], state["seeds"])
     assert float(info["coupling/reassigned"]) == 0.0
     cells = np.asarray(state["seeds"])[:8]
-    x0_seeds = [np.where(np.all(np.isclose(np.asarray(loom.noise_from_seeds(jnp.asarray(cells[i]), source_one)),
-                                           np.asarray(x0[i])), axis=1))[0] for i in range(8)]
+    x0_seeds = [
+        np.where(
+            np.all(
+                np.isclose(np.asarray(loom.noise_from_seeds(jnp.asarray(cells[i]), noise_one)), np.asarray(x0[i])),
+                axis=1,
+            )
+        )[0]
+        for i in range(8)
+    ]
     assert all(len(s) >= 1 for s in x0_seeds)  # each example trains on one of its own cached noises
 
 
 def _pmapped(scope, ndev, **kw):
     def run(x1, state, key, index):
-        return loom.couple(key, x1, jnp.zeros_like(x1), state, index=index, source_one=source_one,
-                           solver="scipy", scope=scope, axis_name="batch", **kw)
+        return loom.couple(
+            key,
+            jnp.zeros_like(x1),
+            x1,
+            state,
+            index=index,
+            noise_one=noise_one,
+            solver="scipy",
+            scope=scope,
+            axis_name="batch",
+            **kw,
+        )
+
     return jax.pmap(run, axis_name="batch", in_axes=(0, 0, None, 0), devices=jax.devices()[:ndev])
 
 
@@ -147,8 +177,9 @@ def test_global_scope_on_4_devices_equals_one_solve_on_the_whole_batch():
     index = jnp.asarray(np.random.default_rng(1).permutation(n)[:b], jnp.int32)
     key = jax.random.PRNGKey(8)
     x0_1, _, s1, _ = _step_fn()(x1_all, state, key, index)
-    x0_4, _, s4, info = _pmapped("global", 4)(x1_all[index].reshape(4, 8, D), flax.jax_utils.replicate(state, jax.devices()[:4]),
-                                              key, index.reshape(4, 8))
+    x0_4, _, s4, info = _pmapped("global", 4)(
+        x1_all[index].reshape(4, 8, D), flax.jax_utils.replicate(state, jax.devices()[:4]), key, index.reshape(4, 8)
+    )
     np.testing.assert_allclose(x0_4.reshape(b, D), x0_1, rtol=1e-6)
     for d in range(4):  # every device holds the same, fully updated table
         np.testing.assert_array_equal(s4["seeds"][d], s1["seeds"])
@@ -161,11 +192,12 @@ def test_device_scope_solves_each_shard_and_every_device_applies_every_write():
     state = loom.init_state(jax.random.PRNGKey(10), n, 1)
     index = jnp.asarray(np.random.default_rng(2).permutation(n)[:b], jnp.int32)
     key = jax.random.PRNGKey(11)
-    x0_4, _, s4, _ = _pmapped("device", 4)(x1_all[index].reshape(4, 8, D), flax.jax_utils.replicate(state, jax.devices()[:4]),
-                                           key, index.reshape(4, 8))
+    x0_4, _, s4, _ = _pmapped("device", 4)(
+        x1_all[index].reshape(4, 8, D), flax.jax_utils.replicate(state, jax.devices()[:4]), key, index.reshape(4, 8)
+    )
     expected, x0_ref = state, []
     for d in range(4):  # four separate single-device solves, applied one after the other
-        shard = index[8 * d: 8 * (d + 1)]
+        shard = index[8 * d : 8 * (d + 1)]
         x0_d, _, expected, _ = _step_fn()(x1_all, expected, key, shard)
         x0_ref.append(x0_d)
     np.testing.assert_allclose(x0_4.reshape(b, D), jnp.concatenate(x0_ref), rtol=1e-6)

@@ -1,5 +1,6 @@
 """Tests for flowjax.metrics: exact W2 against brute force / scipy, and trajectory measures
 against closed forms of fields whose Euler trajectories are known exactly."""
+
 import itertools
 
 import jax
@@ -91,9 +92,7 @@ def test_gaussian_w2_non_commuting_against_scipy_sqrtm():
     c1, c2 = l1 @ l1.T + 0.1 * np.eye(4), l2 @ l2.T
     m1, m2 = rng.normal(size=4), rng.normal(size=4)
     r1 = scipy.linalg.sqrtm(c1)
-    expected = np.sqrt(
-        ((m1 - m2) ** 2).sum() + np.trace(c1 + c2 - 2 * np.real(scipy.linalg.sqrtm(r1 @ c2 @ r1)))
-    )
+    expected = np.sqrt(((m1 - m2) ** 2).sum() + np.trace(c1 + c2 - 2 * np.real(scipy.linalg.sqrtm(r1 @ c2 @ r1))))
     out = metrics.gaussian_w2(*(jnp.asarray(a, jnp.float32) for a in (m1, c1, m2, c2)))
     assert float(out) == pytest.approx(expected, rel=1e-4)
     assert float(metrics.gaussian_w2(*(jnp.asarray(a, jnp.float32) for a in (m1, c1, m1, c1)))) < 2e-3

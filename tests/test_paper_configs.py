@@ -1,12 +1,13 @@
 """Paper-scale image configs: their values are the papers' tables; each builds at full size and its
 whole train step traces (shapes, on mocked TFDS data); every config takes real steps with its UNet shrunk.
 
-A full-size UNet step compiles for minutes on this 2-core CPU, so the full-size step is abstractly
+Compiling a full-size UNet step on a CPU is too slow for a test, so the full-size step is abstractly
 evaluated (`jax.eval_shape`: the whole pmapped step is traced, nothing runs), and real steps run
 with the configs' UNets shrunk (8 channels, 1 level, 1 block) at 8 px on the mocked data, once for each
 distinct shrunk network and coupling: the ImageNet configs' shrunk steps would repeat CIFAR-10's (same
 layout, same coupling; their data path is in the full-size trace).
 """
+
 import functools
 import os
 
@@ -18,10 +19,18 @@ from ml_collections import config_flags
 
 from flowjax import train
 from flowjax.data import images, stream
+from flowjax.train import experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PAPER = ("rf_cifar10", "loom_cifar10", "loom_imagenet32", "loom_imagenet64", "dansm_cifar10:rf", "dansm_cifar10:dm",
-         "dansm_imagenet64")
+PAPER = (
+    "rf_cifar10",
+    "loom_cifar10",
+    "loom_imagenet32",
+    "loom_imagenet64",
+    "dansm_cifar10:rf",
+    "dansm_cifar10:dm",
+    "dansm_imagenet64",
+)
 
 
 def load(name):
@@ -48,14 +57,23 @@ EXPECTED = {
 @pytest.mark.parametrize("name", PAPER)
 def test_config_values_are_the_papers(name):
     c = load(name)
-    got = (c.data.name, c.model.preset, c.coupling.name, c.training.batch_size, c.training.num_steps,
-           c.optim.learning_rate, c.optim.warmup_steps, c.training.ema_decay, c.coupling.num_caches,
-           c.coupling.match_size)
+    got = (
+        c.data.name,
+        c.model.preset,
+        c.coupling.name,
+        c.training.batch_size,
+        c.training.num_steps,
+        c.optim.learning_rate,
+        c.optim.warmup_steps,
+        c.training.ema_decay,
+        c.coupling.num_caches,
+        c.coupling.match_size,
+    )
     assert got == EXPECTED[name]
     assert c.optim.grad_clip == 1.0 and c.optim.schedule == "constant" and c.data.random_flip
     assert c.loss.sigma == (1e-7 if name.startswith("loom") else 0.0)  # LOOM Table 4: CFM sigma 1e-7
     assert c.data.flip_as_example == name.startswith("loom")
-    if name.startswith("loom"):  # LOOM App. B / released code (NOTES.md): the plain distance gave the paper's numbers
+    if name.startswith("loom"):  # LOOM App. B's c_ij and the released code's Hungarian cost: the plain distance
         assert c.coupling.cost == "euclidean"
     dm = name.endswith(":dm")
     assert (c.loss.name, c.loss.interpolant) == (("epsilon", "vp_linear") if dm else ("flow_matching", "linear"))
@@ -68,9 +86,12 @@ def test_dansm_cifar10_rejects_unknown_variant():
 
 
 def _abstract_init(monkeypatch):
-    original = train.init_state
-    monkeypatch.setattr(train, "init_state", lambda model, tx, x, key: jax.eval_shape(
-        functools.partial(original, model, tx), x, key))
+    original = experiment.init_state
+    monkeypatch.setattr(
+        experiment,
+        "init_state",
+        lambda model, tx, x, key: jax.eval_shape(functools.partial(original, model, tx), x, key),
+    )
 
 
 @pytest.mark.parametrize("name", PAPER)
@@ -110,7 +131,7 @@ def test_loom_cifar10_real_steps_with_flips_as_examples(mock_tfds):
     config = _shrink(load("loom_cifar10"))
     exp = train.setup(config)
     batch_fn, p_step = train.make_batch_fn(config, exp), train.pmapped_train_step(config, exp)
-    n = exp.images.num_examples
+    n = exp.dataset.examples_per_epoch
     batches = [batch_fn(step)[0] for step in range(2)]
     batch = batches[1]
     index = batch["index"].reshape(-1)
@@ -118,7 +139,7 @@ def test_loom_cifar10_real_steps_with_flips_as_examples(mock_tfds):
     np.testing.assert_array_equal(index % n, stream.batch_indices(key, n, 8, 1))  # the stream's order
     flipped = index >= n
     np.testing.assert_array_equal(flipped, images.flip_mask(config.training.seed, 1, 8))
-    originals = exp.images.get(index % n)
+    originals = exp.dataset.read(index % n)
     want = np.where(flipped[:, None, None, None], originals[:, :, ::-1], originals)
     np.testing.assert_array_equal(batch["x1"].reshape(want.shape), want)
 
@@ -144,7 +165,7 @@ def test_dansm_cifar10_dm_real_step_on_pools(mock_tfds):
     batch_fn = train.make_batch_fn(config, exp)
     batch, info = batch_fn(0)
     assert info["coupling/cost_after"] <= info["coupling/cost_before"]
-    plain = images.step_reader(exp.images, 8, config.training.seed, flip=True)(0)
+    plain = images.step_reader(images.source_from_config(config.data), 8, config.training.seed, flip=True)(0)
     np.testing.assert_array_equal(batch["x1"].reshape(plain["x1"].shape), plain["x1"])  # same data as without pools
     again, _ = train.make_batch_fn(config, exp)(0)  # pools are a function of the step: restart gives the same pairs
     np.testing.assert_array_equal(again["x0"], batch["x0"])
@@ -157,14 +178,13 @@ def test_dansm_cifar10_dm_real_step_on_pools(mock_tfds):
 # ADM with its coupling, and dansm_imagenet64 is dansm_cifar10:rf's DDPM++ with its coupling.
 @pytest.mark.parametrize("name", ["rf_cifar10", "dansm_cifar10:rf"])
 def test_shrunk_config_takes_a_real_step(name, mock_tfds):
-    """One real step of the other paper configs' networks and couplings, UNet shrunk, on mocked data. The fresh UNet outputs exactly
-    0, so the first loss is the mean squared target |x1 - x0|^2 / D, about mean(x1^2) + 1 for independent
-    noise (sd of the estimate ~0.04 over 8 x 192 values), less when a coupling matches the pairs."""
+    """One real step of the other paper configs' networks and couplings, UNet shrunk, on mocked data. The fresh UNet
+    outputs exactly 0, so the first loss is the mean squared target |x1 - x0|^2 / D, about mean(x1^2) + 1 for
+    independent noise (sd of the estimate ~0.04 over 8 x 192 values), less when a coupling matches the pairs."""
     config = _shrink(load(name))
     exp = train.setup(config)
     batch, _ = train.make_batch_fn(config, exp)(0)
-    state, metrics = train.pmapped_train_step(config, exp)(train.replicate(exp.state), batch,
-                                                             jax.random.PRNGKey(1))
+    state, metrics = train.pmapped_train_step(config, exp)(train.replicate(exp.state), batch, jax.random.PRNGKey(1))
     loss, expected = float(metrics["loss"][0]), float(np.mean(np.square(batch["x1"]))) + 1.0
     if config.coupling.name == "independent":
         assert abs(loss - expected) < 0.15
@@ -186,13 +206,25 @@ def test_reflow_configs_are_the_codes(name):
     """Values of the released reflow/distillation configs; the student keeps the teacher's model."""
     teacher_name, steps, batch, lr, warmup, ema, sampler, sigma = REFLOW[name]
     c, teacher = load(name), load(teacher_name)
-    assert (c.data.name, c.coupling.name, c.data.random_flip, c.data.flip_as_example) == ("pairs", "independent",
-                                                                                         False, False)
-    assert (c.training.num_steps, c.training.batch_size, c.optim.learning_rate, c.optim.warmup_steps,
-            c.training.ema_decay, c.loss.time_sampler, c.loss.sigma) == (steps, batch, lr, warmup, ema, sampler, sigma)
+    assert (c.data.name, c.coupling.name, c.data.random_flip, c.data.flip_as_example) == (
+        "pairs",
+        "independent",
+        False,
+        False,
+    )
+    assert (
+        c.training.num_steps,
+        c.training.batch_size,
+        c.optim.learning_rate,
+        c.optim.warmup_steps,
+        c.training.ema_decay,
+        c.loss.time_sampler,
+        c.loss.sigma,
+    ) == (steps, batch, lr, warmup, ema, sampler, sigma)
     assert c.model.to_dict() == teacher.model.to_dict() and c.optim.grad_clip == 1.0
-    assert teacher.pairs.solver == "dopri5" and teacher.pairs.num_pairs == (4_000_000 if teacher_name == "rf_cifar10"
-                                                                            else 1_000_000)
+    assert teacher.pairs.solver == "dopri5" and teacher.pairs.num_pairs == (
+        4_000_000 if teacher_name == "rf_cifar10" else 1_000_000
+    )
 
 
 def test_reflow_config_trains_on_image_pairs(tmp_path):
@@ -204,9 +236,20 @@ def test_reflow_config_trains_on_image_pairs(tmp_path):
     rng = np.random.default_rng(0)
     x0, x1 = rng.standard_normal((20, 8, 8, 3)).astype(np.float32), rng.uniform(-1, 1, (20, 8, 8, 3)).astype(np.float32)
     d = str(tmp_path / "pairs")
-    pairs_io.write_pairs(d, lambda a, b: (x0[a:b], x1[a:b]), {
-        "num_pairs": 20, "shard_size": 6, "shape": [8, 8, 3], "solver": "dopri5", "nfe": None, "seed": 0,
-        "teacher": {}, "data": load("loom_cifar10").data.to_dict()})
+    pairs_io.write_pairs(
+        d,
+        lambda a, b: (x0[a:b], x1[a:b]),
+        {
+            "num_pairs": 20,
+            "shard_size": 6,
+            "shape": [8, 8, 3],
+            "solver": "dopri5",
+            "nfe": None,
+            "seed": 0,
+            "teacher": {},
+            "data": load("loom_cifar10").data.to_dict(),
+        },
+    )
     config = _shrink(load("loom_cifar10_reflow"))
     config.data.data_dir = d
     exp = train.setup(config)
@@ -214,7 +257,6 @@ def test_reflow_config_trains_on_image_pairs(tmp_path):
     index = np.asarray(batch["index"]).reshape(-1)
     np.testing.assert_array_equal(np.asarray(batch["x0"]).reshape(8, 8, 8, 3), x0[index])
     np.testing.assert_array_equal(np.asarray(batch["x1"]).reshape(8, 8, 8, 3), x1[index])
-    state, metrics = train.pmapped_train_step(config, exp)(train.replicate(exp.state), batch,
-                                                             jax.random.PRNGKey(1))
+    state, metrics = train.pmapped_train_step(config, exp)(train.replicate(exp.state), batch, jax.random.PRNGKey(1))
     np.testing.assert_allclose(float(metrics["loss"][0]), np.mean((x1[index] - x0[index]) ** 2), rtol=1e-4)
     assert int(state.step[0]) == 1

@@ -1,4 +1,5 @@
 """Reflow pairs: storage (bit-exact, resumable), training on pairs (2-RF, distillation), --mode=pairs."""
+
 import json
 import os
 
@@ -8,14 +9,16 @@ import numpy as np
 import pytest
 
 from configs import default, quickstart
-from flowjax import evaluate, integrators, losses, metrics, rectify, train
-from flowjax.data import pairs as pairs_io
+from flowjax import integrators, losses, metrics, rectify, train
+from flowjax.data import dataset as datasets
 from flowjax.data import images, stream, toy2d
+from flowjax.data import pairs as pairs_io
 from flowjax.theory import mixtures
 
 
 def _generator(calls=None, fail_after=None):
     """generate_shard whose rows depend only on the pair index (independent of pairs_io's sharding)."""
+
     def generate(start, stop):
         if calls is not None:
             if fail_after is not None and len(calls) == fail_after:
@@ -23,12 +26,21 @@ def _generator(calls=None, fail_after=None):
             calls.append((start, stop))
         rows = [np.random.default_rng(i).standard_normal((2, 3, 2)).astype(np.float32) for i in range(start, stop)]
         return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
+
     return generate
 
 
 def _manifest(**kw):
-    return {"num_pairs": 23, "shard_size": 5, "shape": [3, 2], "solver": "euler", "nfe": 4, "seed": 0,
-            "teacher": {"workdir": "/runs/teacher", "config": "configs/x.py", "step": 7}, **kw}
+    return {
+        "num_pairs": 23,
+        "shard_size": 5,
+        "shape": [3, 2],
+        "solver": "euler",
+        "nfe": 4,
+        "seed": 0,
+        "teacher": {"workdir": "/runs/teacher", "config": "configs/x.py", "step": 7},
+        **kw,
+    }
 
 
 def _snapshot(directory):
@@ -57,10 +69,23 @@ def test_pairs_read_by_index_from_memory_maps_and_training_batches_follow_the_st
     the stored rows at `stream.batch_indices`, over an epoch boundary."""
     d = str(tmp_path / "pairs")
     generate = lambda start, stop: tuple(  # pair i: x0 = i + pixel / 100, x1 = -x0
-        s * (np.arange(start, stop, dtype=np.float32)[:, None, None, None] + np.arange(64, dtype=np.float32).reshape(
-            1, 8, 8, 1) / 100) for s in (1, -1))
-    manifest = {"num_pairs": 23, "shard_size": 5, "shape": [8, 8, 1], "solver": "euler", "nfe": 4, "seed": 0,
-                "teacher": {}, "data": {"name": "digits", "source": "normal"}}
+        s
+        * (
+            np.arange(start, stop, dtype=np.float32)[:, None, None, None]
+            + np.arange(64, dtype=np.float32).reshape(1, 8, 8, 1) / 100
+        )
+        for s in (1, -1)
+    )
+    manifest = {
+        "num_pairs": 23,
+        "shard_size": 5,
+        "shape": [8, 8, 1],
+        "solver": "euler",
+        "nfe": 4,
+        "seed": 0,
+        "teacher": {},
+        "data": {"name": "digits", "source": "normal"},
+    }
     pairs_io.write_pairs(d, generate, manifest)
     source = pairs_io.open_pairs(d)
     index = np.array([22, 0, 7, 5, 13, 4, 21, 7])
@@ -77,7 +102,7 @@ def test_pairs_read_by_index_from_memory_maps_and_training_batches_follow_the_st
     config.model.num_res_blocks, config.model.attention_resolutions, config.model.head_channels = 1, (), 8
     config.training.batch_size = 8  # 2 batches per epoch
     exp = train.setup(config)
-    assert exp.pairs is not None and exp.train_x is None
+    assert exp.dataset.kind == "pairs" and exp.dataset.stored_noise
     batch_fn = train.make_batch_fn(config, exp)
     key = jax.random.fold_in(jax.random.PRNGKey(config.training.seed), images.DATA_KEY)
     for step in (0, 1, 2, 5):
@@ -112,8 +137,10 @@ def test_interrupted_generation_resumes_to_identical_files(tmp_path):
     # a teacher config recorded before flowjax grew a field still matches; a changed recorded field does not
     old = str(tmp_path / "old")
     pairs_io.write_pairs(old, _generator(), _manifest(data={"name": "moons", "num_train": 10}))
-    assert pairs_io.write_pairs(old, _generator(), _manifest(data={"name": "moons", "num_train": 10,
-                                                                   "num_squares": 8})) == []
+    assert (
+        pairs_io.write_pairs(old, _generator(), _manifest(data={"name": "moons", "num_train": 10, "num_squares": 8}))
+        == []
+    )
     with pytest.raises(ValueError, match="other settings.*data:.*'num_train': 10.*'num_train': 20"):
         pairs_io.write_pairs(old, _generator(), _manifest(data={"name": "moons", "num_train": 20, "num_squares": 8}))
 
@@ -145,11 +172,21 @@ MU, SIGMA = np.array([2.0, -1.0], np.float32), 0.5
 
 def _gaussian_pairs(directory, n=2048):
     """Pairs of the exact 1-RF coupling of N(0, I) -> N(MU, SIGMA^2 I): x1 = SIGMA x0 + MU."""
+
     def generate(start, stop):
         x0 = rectify.pair_noise(0, lambda k: jax.random.normal(k, (2,)), jnp.arange(start, stop))
         return np.asarray(x0), np.asarray(SIGMA * x0 + MU)
-    manifest = {"num_pairs": n, "shard_size": 1024, "shape": [2], "solver": "exact", "nfe": None, "seed": 0,
-                "teacher": {}, "data": {"name": "gaussian", "source": "normal"}}
+
+    manifest = {
+        "num_pairs": n,
+        "shard_size": 1024,
+        "shape": [2],
+        "solver": "exact",
+        "nfe": None,
+        "seed": 0,
+        "teacher": {},
+        "data": {"name": "gaussian", "source": "normal"},
+    }
     pairs_io.write_pairs(directory, generate, manifest)
     return directory
 
@@ -184,8 +221,10 @@ def test_two_rf_on_gaussian_pairs_is_one_step_straight(tmp_path):
     exact = float(metrics.w2(SIGMA * z + MU, target))
     collapsed = float(metrics.w2(jnp.broadcast_to(MU, z.shape), target))  # the NFE-1 limit of I-CFM
     directory = _gaussian_pairs(str(tmp_path / "pairs"))
-    w2 = {name: float(metrics.w2(_train_on_pairs(directory, str(tmp_path / name), sampler)(z), target))
-          for name, sampler in (("rf2", "uniform"), ("distilled", "zero"))}
+    w2 = {
+        name: float(metrics.w2(_train_on_pairs(directory, str(tmp_path / name), sampler)(z), target))
+        for name, sampler in (("rf2", "uniform"), ("distilled", "zero"))
+    }
     assert 0.05 < exact < 0.15 and collapsed > 0.6, (exact, collapsed)
     assert w2["rf2"] <= exact + 0.05, (exact, w2)
     assert w2["distilled"] <= exact + 0.05, (exact, w2)
@@ -232,16 +271,28 @@ def test_mode_pairs_end_to_end(tmp_path):
         main.run(config_of(**{"pairs.nfe": 8}), teacher_dir, "pairs", "configs/quickstart.py")
 
 
-
 def test_train_on_pairs_through_main_evaluates_against_the_teacher_data(tmp_path):
     import main
 
     moons = toy2d.get_sampler("moons")
     d = str(tmp_path / "pairs")
-    pairs_io.write_pairs(d, lambda a, b: (np.asarray(jax.random.normal(jax.random.PRNGKey(a), (b - a, 2))),
-                                          np.asarray(moons(jax.random.PRNGKey(b), b - a))),
-                         {"num_pairs": 64, "shard_size": 32, "shape": [2], "solver": "exact", "nfe": None, "seed": 0,
-                          "teacher": {}, "data": {"name": "moons", "source": "normal"}})
+    pairs_io.write_pairs(
+        d,
+        lambda a, b: (
+            np.asarray(jax.random.normal(jax.random.PRNGKey(a), (b - a, 2))),
+            np.asarray(moons(jax.random.PRNGKey(b), b - a)),
+        ),
+        {
+            "num_pairs": 64,
+            "shard_size": 32,
+            "shape": [2],
+            "solver": "exact",
+            "nfe": None,
+            "seed": 0,
+            "teacher": {},
+            "data": {"name": "moons", "source": "normal"},
+        },
+    )
     config = quickstart.get_config()
     config.data.name, config.data.data_dir, config.coupling.name = "pairs", d, "independent"
     config.model.hidden, config.model.time_embed_dim = (16, 16), 8
@@ -256,4 +307,4 @@ def test_train_on_pairs_through_main_evaluates_against_the_teacher_data(tmp_path
     assert all(np.isfinite(r["w2"]) for r in rows)
     eval_config = rectify.evaluation_config(config)  # the teacher's moons test set, the student's other fields
     assert eval_config.data.name == "moons" and eval_config.data.test_seed == config.data.test_seed
-    np.testing.assert_array_equal(evaluate.target_set(eval_config), toy2d.test_set("moons", 200, seed=12345))
+    np.testing.assert_array_equal(datasets.held_out(eval_config), toy2d.test_set("moons", 200, seed=12345))

@@ -1,13 +1,10 @@
-"""The input stream: epoch-wise index batches and pool-matched pairs against plain references."""
+"""The data order: epoch-wise index batches, and the training loop's batches following it."""
+
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowjax.couplings import dansm
 from flowjax.data import stream
-
-source_one = lambda key: jax.random.normal(key, (2,))
 
 
 def test_batches_are_distinct_and_cover_each_epoch_once():
@@ -23,41 +20,11 @@ def test_batches_are_distinct_and_cover_each_epoch_once():
         stream.steps_per_epoch(5, 8)
 
 
-def _reference_pairs(x1_stream, noises, size):
-    """Plain-Python Algorithm 1 of DANSM as its code streams it: each data point, in arrival order,
-    takes the nearest unused noise of the current pool; a used-up pool is replaced by the next."""
-    out, pool, used = [], None, None
-    for p, x in enumerate(x1_stream):
-        if p % size == 0:
-            pool, used = noises[p // size], set()
-        best = min((j for j in range(size) if j not in used), key=lambda j: (float(((x - pool[j]) ** 2).sum()), j))
-        used.add(best)
-        out.append(pool[best])
-    return np.stack(out)
-
-
-@pytest.mark.parametrize("batch, size", [(8, 8), (8, 20), (8, 3), (6, 12)])
-def test_pool_stream_equals_streaming_greedy(batch, size):
-    steps, key = 7, jax.random.PRNGKey(3)
-    data = jax.random.normal(jax.random.PRNGKey(1), ((steps + size) * batch, 2)) * 3.0  # the stream goes on
-    batch_at = lambda s: data[s * batch:(s + 1) * batch]
-    pools = stream.PoolStream(batch_at, batch, size, dansm.greedy_pairing, source_one, key)
-    x0 = np.concatenate([np.asarray(pools(s)[0]) for s in range(steps)])
-    num_pools = -(-steps * batch // size)
-    noises = [np.asarray(stream.pool_noise(key, g, size, source_one)) for g in range(num_pools)]
-    # Greedy is online: a data point's noise depends only on the points before it in its pool.
-    np.testing.assert_allclose(x0, _reference_pairs(np.asarray(data[:steps * batch]), noises, size), rtol=1e-6)
-    # A stream restarted at step 4 serves the same pairs (resuming needs no saved state).
-    again = stream.PoolStream(batch_at, batch, size, dansm.greedy_pairing, source_one, key)
-    np.testing.assert_array_equal(again(4)[0], pools(4)[0])
-    info = pools(0)[1]
-    assert info["coupling/cost_after"] < info["coupling/cost_before"]
-
-
 def test_train_batches_follow_the_stream():
     """The training loop's batches (epoch permutations cached) are stream.batch_indices exactly."""
     from configs import quickstart
     from flowjax import train
+
     config = quickstart.get_config()
     config.data.num_train, config.training.batch_size, config.model.hidden = 100, 32, (8,)
     exp = train.setup(config)
@@ -67,4 +34,4 @@ def test_train_batches_follow_the_stream():
         batch, _ = batch_fn(step)
         index = stream.batch_indices(key, 100, 32, step)
         np.testing.assert_array_equal(batch["index"].reshape(-1), index)
-        np.testing.assert_array_equal(batch["x1"].reshape(32, 2), exp.train_x[index])
+        np.testing.assert_array_equal(batch["x1"].reshape(32, 2), exp.dataset.read(index))

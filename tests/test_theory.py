@@ -6,6 +6,7 @@ straight and circular fields.
 Float64 tests use the ``x64`` fixture (the ``jax.enable_x64`` context), so other test modules in
 the same pytest process keep float32.
 """
+
 from __future__ import annotations
 
 import jax
@@ -46,7 +47,8 @@ def _gaussian_flow(sigma: float):
 
 
 def test_paper_mixtures_and_sampling():
-    """K ∈ {1..4} are balanced unit-variance 2-D mixtures with the NOTES.md means; other K raise; samples match."""
+    """K ∈ {1..4} are balanced unit-variance 2-D mixtures with the paper's Sec. 5.1 means (as the authors'
+    released code sets them); other K raise; samples match."""
     r2 = np.sqrt(2.0)
     for k in (1, 2, 3, 4):
         m = mixtures.paper_mixture(k)

@@ -1,4 +1,5 @@
 """Tests for flowjax.data.toy2d: determinism, analytic moments and support of each sampler."""
+
 import math
 
 import jax

@@ -1,4 +1,5 @@
 """The training loop: pmap equivalence, exact resume, bad input, NaN handling, end-to-end CLI."""
+
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 
 from configs import quickstart
 from flowjax import metrics, train
+from flowjax.data import dataset as datasets
 from flowjax.data import toy2d
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,8 +41,8 @@ def test_pmap_step_matches_single_device_gradient():
     exp = train.setup(config)
     tx = optax.sgd(1.0)  # params_new = params - grad: the update *is* the gradient
     state = exp.state.replace(opt_state=tx.init(exp.state.params))
-    step = train.make_train_step(config, exp.apply_fn, tx, exp.coupling.couple, exp.source_one)
-    x1 = exp.data_fn(jax.random.PRNGKey(5), 16)
+    step = train.make_train_step(config, exp.apply_fn, tx, exp.coupling, exp.noise_one)
+    x1 = toy2d.get_sampler(config.data.name)(jax.random.PRNGKey(5), 16)
     key = jax.random.PRNGKey(7)
     results = []
     for ndev in (1, 4):
@@ -96,19 +98,25 @@ def test_loom_match_only_epochs_moves_the_coupling_not_the_model(caplog):
     assert not [r for r in caplog.records if "Finished XLA compilation" in r.getMessage()]
     same = [all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params[0]), jax.tree.leaves(p))) for p in params]
     assert same == [True] * 9 + [False]
-    assert not np.array_equal(flax.jax_utils.unreplicate(state).coupling_state["seeds"], exp.state.coupling_state["seeds"])
+    assert not np.array_equal(
+        flax.jax_utils.unreplicate(state).coupling_state["seeds"], exp.state.coupling_state["seeds"]
+    )
 
 
-@pytest.mark.parametrize("overrides", [{}, {"coupling.scope": "global"}, LOOM],
-                         ids=["exact_ot_paired_ahead", "exact_ot_global_scope", "loom"])
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"coupling.scope": "global"}, LOOM],
+    ids=["exact_ot_paired_ahead", "exact_ot_global_scope", "loom"],
+)
 def test_steps_per_call_takes_the_same_steps(overrides):
     """training.steps_per_call=4 (one compiled call per 4 steps; exact OT's 4 assignments solved together,
     per device in a worker thread one call ahead or, matched globally, in the step's own program; LOOM's
     in turn) gives the parameters, coupling state and last metrics of 8 single steps."""
     results = []
     for k in (1, 4):
-        config = tiny_config(**overrides, **{"training.steps_per_call": k, "training.log_every": 8,
-                                             "training.checkpoint_every": 8})
+        config = tiny_config(
+            **overrides, **{"training.steps_per_call": k, "training.log_every": 8, "training.checkpoint_every": 8}
+        )
         exp = train.setup(config)
         advance, state = train.make_advance_fn(config, exp), train.replicate(exp.state)
         for step in range(0, 8, k):
@@ -160,16 +168,20 @@ def test_workdir_from_before_a_new_config_field_resumes(tmp_path):
 
 def test_init_from_starts_at_the_teachers_ema_parameters(tmp_path):
     teacher = train.train(tiny_config(**{"training.num_steps": 10}), str(tmp_path / "teacher"))
-    student_config = tiny_config(**{"training.num_steps": 0, "training.seed": 7,
-                                    "training.init_from": str(tmp_path / "teacher")})
+    student_config = tiny_config(
+        **{"training.num_steps": 0, "training.seed": 7, "training.init_from": str(tmp_path / "teacher")}
+    )
     student = train.train(student_config, str(tmp_path / "student"))
     for got in (student.params, student.ema_params):
         jax.tree.map(np.testing.assert_array_equal, got, teacher.ema_params)
     assert int(student.step) == 0 and not np.array_equal(  # a fresh optimizer: Adam's moments are zero
-        jax.tree.leaves(student.opt_state)[1], jax.tree.leaves(teacher.opt_state)[1])
+        jax.tree.leaves(student.opt_state)[1], jax.tree.leaves(teacher.opt_state)[1]
+    )
     with pytest.raises(ValueError, match="network differs|shapes differ"):
-        train.train(tiny_config(**{"model.hidden": (8, 8), "training.init_from": str(tmp_path / "teacher")}),
-                    str(tmp_path / "other"))
+        train.train(
+            tiny_config(**{"model.hidden": (8, 8), "training.init_from": str(tmp_path / "teacher")}),
+            str(tmp_path / "other"),
+        )
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         train.train(tiny_config(**{"training.init_from": str(tmp_path / "nowhere")}), str(tmp_path / "third"))
 
@@ -178,29 +190,44 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
     workdir = str(tmp_path / "run")
     train.train(tiny_config(**{"training.num_steps": 10}), workdir)
     ckpt_before = _snapshot(os.path.join(workdir, "checkpoints"))
-    data_fn, source_one, train_x = train.data_setup(tiny_config().data)
-    monkeypatch.setattr(train, "data_setup", lambda cfg: (lambda k, n: data_fn(k, n) * jnp.nan, source_one, train_x))
+    from_config = datasets.from_config
+
+    def nan_data(config):
+        data = from_config(config)
+        return data._replace(
+            global_batch=lambda step: {**data.global_batch(step), "x1": data.global_batch(step)["x1"] * jnp.nan}
+        )
+
+    monkeypatch.setattr(datasets, "from_config", nan_data)
     with pytest.raises(FloatingPointError, match="step 20.*step 10"):
         train.train(tiny_config(), workdir)
     assert _snapshot(os.path.join(workdir, "checkpoints")) == ckpt_before
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"coupling.name": "hungarian"}, "coupling.name"),
-    ({"training.batch_size": 18}, "multiple of the 4 devices"),
-    ({"model.name": "unet3d"}, "model.name"),
-    ({"optim.schedule": "linear"}, "optim.schedule"),
-    ({"coupling.name": "loom"}, "data.num_train"),
-    ({"coupling.scope": "world"}, "coupling.scope"),
-    ({"coupling.cost": "l1"}, "coupling.cost"),
-    ({"data.num_train": 10}, "between 1 and data.num_train=10"),
-    ({"coupling.name": "dansm", "coupling.match_size": -1}, "coupling.match_size"),
-    ({"training.steps_per_call": 3}, "steps_per_call=3 must .* divide training.num_steps=40"),
-    ({"training.steps_per_call": 0}, "steps_per_call=0 must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"coupling.name": "hungarian"}, "coupling.name"),
+        ({"training.batch_size": 18}, "multiple of the 4 devices"),
+        ({"model.name": "unet3d"}, "model.name"),
+        ({"optim.schedule": "linear"}, "optim.schedule"),
+        ({"coupling.name": "loom"}, "data.num_train"),
+        ({"coupling.scope": "world"}, "coupling.scope"),
+        ({"coupling.cost": "l1"}, "coupling.cost"),
+        ({"data.num_train": 10}, "between 1 and data.num_train=10"),
+        ({"coupling.name": "dansm", "coupling.match_size": -1}, "coupling.match_size"),
+        ({"training.steps_per_call": 3}, "steps_per_call=3 must .* divide training.num_steps=40"),
+        ({"training.steps_per_call": 0}, "steps_per_call=0 must be >= 1"),
+    ],
+)
 def test_bad_config_values(override, message):
     with pytest.raises(ValueError, match=message):
         train.setup(tiny_config(**override))
+
+
+def _training_set(config):
+    data = datasets.from_config(config)
+    return data.read(np.arange(data.num_examples))
 
 
 def test_data_options_reach_training_and_evaluation():
@@ -212,24 +239,25 @@ def test_data_options_reach_training_and_evaluation():
     from flowjax.data import digits
 
     config = rf_checkerboard.get_config("18")
-    _, _, train_x = train.data_setup(config.data)
-    target = np.asarray(evaluate.target_set(config))
+    train_x = _training_set(config)
+    target = np.asarray(datasets.held_out(config))
     for x in (np.asarray(train_x), target):
         cells = np.floor(x).astype(int)
         assert np.abs(x).max() <= 3 and np.all(cells.sum(1) % 2 == 0)  # filled unit squares of the 6 x 6 board
         assert len({tuple(c) for c in cells}) == 18
-    np.testing.assert_array_equal(target, toy2d.test_set("checkerboard", 5000, seed=config.data.test_seed,
-                                                         num_squares=18, square_size=1.0))
+    np.testing.assert_array_equal(
+        target, toy2d.test_set("checkerboard", 5000, seed=config.data.test_seed, num_squares=18, square_size=1.0)
+    )
     assert tiny_config().data.num_squares == 8 and tiny_config().data.square_size == 2.0  # FFJORD's board by default
 
     sizes = {}
     for k in (3, 7, 10):
         config = rf_digits.get_config(str(k))
-        _, _, train_x = train.data_setup(config.data)
+        train_x = _training_set(config)
         images, labels = digits.load("train", num_classes=k)
         np.testing.assert_array_equal(np.asarray(train_x), images)
-        assert labels.max() == k - 1 and train.training_set_size(config.data) == len(images)
-        test_x = evaluate.target_set(config)
+        assert labels.max() == k - 1 and datasets.num_examples(config.data) == len(images)
+        test_x = datasets.held_out(config)
         assert len(test_x) == config.eval.num_samples == len(digits.load("test", num_classes=k)[1])
         sizes[k] = len(test_x)
         assert ("fd_digits" in evaluate.sample_metrics(config, test_x, test_x)) == (k == 10)
@@ -239,14 +267,22 @@ def test_data_options_reach_training_and_evaluation():
     bad = rf_digits.get_config("3")
     bad.data.num_classes = 11
     with pytest.raises(ValueError, match="data.num_classes"):
-        train.data_setup(bad.data)
+        datasets.from_config(bad)
 
 
 def _main(workdir, *flags):
     env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
-    cmd = [sys.executable, "main.py", "--config=configs/quickstart.py", f"--workdir={workdir}",
-           "--config.model.hidden=(16,16)", "--config.training.batch_size=32", "--config.eval.num_samples=300",
-           "--config.eval.num_path_samples=100", *flags]
+    cmd = [
+        sys.executable,
+        "main.py",
+        "--config=configs/quickstart.py",
+        f"--workdir={workdir}",
+        "--config.model.hidden=(16,16)",
+        "--config.training.batch_size=32",
+        "--config.eval.num_samples=300",
+        "--config.eval.num_path_samples=100",
+        *flags,
+    ]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 

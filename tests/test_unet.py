@@ -1,5 +1,6 @@
 """The image UNet (flowjax/models/unet.py): shapes, dropout, zero init, conditioning, fitting, bad input,
 parameter counts (hand-counted, and the curvature paper's stated counts), and models.make."""
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -14,7 +15,7 @@ TINY = dict(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_r
 
 
 def _key(seed):
-    """A cheap-to-compile PRNG key (threefry makes a tiny UNet's init take ~30 s to compile on 2 cores)."""
+    """A cheap-to-compile PRNG key (threefry's bit generation makes even a tiny UNet's init slow to compile)."""
     return jax.random.key(seed, impl="unsafe_rbg")
 
 
@@ -30,13 +31,25 @@ def _random_params(model, x, t, y=None, seed=1, scale=0.3):
     return jax.tree.map(lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), jnp.float32), shapes)
 
 
-@pytest.mark.parametrize("shape, overrides", [
-    ((2, 8, 8, 1), {}),
-    ((2, 8, 8, 3), dict(attention_resolutions=(4,), layout="ddpmpp", resblock_updown=True, skip_rescale=True)),
-    ((2, 16, 16, 3), dict(attention_resolutions=(16,), num_classes=3, scale_shift_norm=True, head_channels=4)),
-    ((2, 16, 16, 1), dict(attention_resolutions=(16, 8), out_channels=2, time_embed="fourier", time_scale=1.0,
-                          num_classes=2, resblock_updown=True)),
-])
+@pytest.mark.parametrize(
+    "shape, overrides",
+    [
+        ((2, 8, 8, 1), {}),
+        ((2, 8, 8, 3), dict(attention_resolutions=(4,), layout="ddpmpp", resblock_updown=True, skip_rescale=True)),
+        ((2, 16, 16, 3), dict(attention_resolutions=(16,), num_classes=3, scale_shift_norm=True, head_channels=4)),
+        (
+            (2, 16, 16, 1),
+            dict(
+                attention_resolutions=(16, 8),
+                out_channels=2,
+                time_embed="fourier",
+                time_scale=1.0,
+                num_classes=2,
+                resblock_updown=True,
+            ),
+        ),
+    ],
+)
 def test_output_shape(shape, overrides):
     """Traced (jax.eval_shape), not run: the numerical tests below run the network."""
     model = unet.UNet(**{**TINY, **overrides})
@@ -52,9 +65,10 @@ def test_every_option_runs_finite():
     x, t = _inputs((2, 16, 16, 3))
     y = jnp.array([0, 1])
     common = dict(TINY, attention_resolutions=(16, 8), num_classes=2, resblock_updown=True)
-    nets = [unet.UNet(**common, layout="ddpmpp", skip_rescale=True, time_embed="fourier", time_scale=1.0,
-                      out_channels=2),
-            unet.UNet(**common, layout="adm", scale_shift_norm=True, head_channels=4)]
+    nets = [
+        unet.UNet(**common, layout="ddpmpp", skip_rescale=True, time_embed="fourier", time_scale=1.0, out_channels=2),
+        unet.UNet(**common, layout="adm", scale_shift_norm=True, head_channels=4),
+    ]
     params = [_random_params(net, x, t, y) for net in nets]
     outs = jax.jit(lambda ps: [net.apply({"params": p}, x, t, y) for net, p in zip(nets, ps)])(params)
     for out, channels in zip(outs, (2, 3)):
@@ -70,8 +84,13 @@ def test_dropout_only_in_training():
     @jax.jit
     def outputs(params):
         run = lambda m, seed, train: m.apply({"params": params}, x, t, train=train, rngs={"dropout": _key(seed)})
-        return run(model, 0, True), run(model, 1, True), run(model, 0, False), run(model, 1, False), \
-            run(no_dropout, 0, True)
+        return (
+            run(model, 0, True),
+            run(model, 1, True),
+            run(model, 0, False),
+            run(model, 1, False),
+            run(no_dropout, 0, True),
+        )
 
     train_a, train_b, eval_a, eval_b, train_no_dropout = outputs(params)
     assert not np.allclose(train_a, train_b)
@@ -87,8 +106,14 @@ def test_time_and_class_conditioning_matter():
     @jax.jit
     def outputs(params):
         apply = lambda t, y: model.apply({"params": params}, x, jnp.full((2,), t), y)
-        return (apply(0.2, None), apply(0.7, None), apply(0.5, jnp.array([0, 0])), apply(0.5, jnp.array([1, 1])),
-                apply(0.5, None), apply(0.5, jnp.array([3, 3])))
+        return (
+            apply(0.2, None),
+            apply(0.7, None),
+            apply(0.5, jnp.array([0, 0])),
+            apply(0.5, jnp.array([1, 1])),
+            apply(0.5, None),
+            apply(0.5, jnp.array([3, 3])),
+        )
 
     t_02, t_07, y_0, y_1, y_none, y_null = outputs(params)
     assert not np.allclose(t_02, t_07, atol=1e-4)
@@ -126,6 +151,7 @@ def test_fits_a_simple_velocity_field(fresh_tiny):
             loss, grads = jax.value_and_grad(loss_fn)(p)
             updates, opt = tx.update(grads, opt, p)
             return (optax.apply_updates(p, updates), opt), loss
+
         (p, _), losses = jax.lax.scan(step, (p, tx.init(p)), None, length=150)
         return losses[0], loss_fn(p)
 
@@ -159,11 +185,17 @@ def test_param_count_by_hand():
         return norm(i) + conv(3, i, o) + dense(emb, o) + norm(o) + conv(3, o, o) + (conv(1, i, o) if i != o else 0)
 
     attention = norm(c) + dense(c, 3 * c) + dense(c, c)
-    expected = (dense(c, emb) + dense(emb, emb) + conv(3, cin, c)
-                + block(c, c)  # encoder
-                + 2 * block(c, c) + attention  # middle
-                + 2 * block(2 * c, c)  # decoder: every block sees [h, skip]
-                + norm(c) + conv(3, c, cin))
+    expected = (
+        dense(c, emb)
+        + dense(emb, emb)
+        + conv(3, cin, c)
+        + block(c, c)  # encoder
+        + 2 * block(c, c)
+        + attention  # middle
+        + 2 * block(2 * c, c)  # decoder: every block sees [h, skip]
+        + norm(c)
+        + conv(3, c, cin)
+    )
     model = unet.UNet(base_channels=c, channel_mults=(1,), num_res_blocks=1, attention_resolutions=(8,))
     # attention at the only level adds one layer in the encoder and one per decoder block ("adm" layout)
     assert unet.num_params(model, (1, 8, 8, cin)) == expected + 3 * attention
@@ -171,10 +203,13 @@ def test_param_count_by_hand():
     assert unet.num_params(model, (1, 8, 8, cin)) == expected + 6 * emb  # 5 classes + the null class
 
 
-@pytest.mark.parametrize("preset, shape, count", [
-    (unet.ddpmpp_edm_mnist, (1, 28, 28, 1), 2_155_201),
-    (unet.ddpmpp_edm_cifar10, (1, 32, 32, 3), 55_732_739),
-])
+@pytest.mark.parametrize(
+    "preset, shape, count",
+    [
+        (unet.ddpmpp_edm_mnist, (1, 28, 28, 1), 2_155_201),
+        (unet.ddpmpp_edm_cifar10, (1, 32, 32, 3), 55_732_739),
+    ],
+)
 def test_preset_count_matches_the_curvature_paper(preset, shape, count):
     """Curvature paper Table 4 states 2.15M (MNIST) and 55.73M (CIFAR-10) for its DDPM++ (EDM SongUNet);
     the exact counts are those of its released configs (mnist_de.json, cifar10_de.json)."""
@@ -203,6 +238,7 @@ def test_make_builds_presets_and_rejects_bad_fields():
         models.make(_unet_config(channel_mults=()))
     with pytest.raises(ValueError, match="model.dtype"):
         models.make(_unet_config(dtype="float33"))
-    mlp = models.make(ml_collections.ConfigDict({"name": "mlp", "hidden": (4,), "time_embed_dim": 4,
-                                                 "activation": "silu"}))
+    mlp = models.make(
+        ml_collections.ConfigDict({"name": "mlp", "hidden": (4,), "time_embed_dim": 4, "activation": "silu"})
+    )
     assert isinstance(mlp, models.mlp.MLP) and mlp.hidden == (4,)

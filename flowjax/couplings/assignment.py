@@ -5,10 +5,11 @@ Two solvers, both callable inside `jit`/`pmap`/`vmap`:
 - ``"ott"``: ott-jax's Hungarian (`ott.tools.unreg.hungarian`), in the XLA graph. No host
   round trip; the natural choice on TPU.
 - ``"scipy"``: `scipy.optimize.linear_sum_assignment` on the host through `jax.pure_callback`.
-  3-7x faster than ``"ott"`` on CPU (see `benchmarks/couplings.py`).
+  Faster than ``"ott"`` on CPU (`benchmarks/couplings.py` measures both).
 
 ``"auto"`` picks ``"ott"`` on TPU and ``"scipy"`` elsewhere.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -54,11 +55,9 @@ def _scipy_perm(cost: np.ndarray) -> np.ndarray:
 def column_order(cost: jax.Array) -> jax.Array:
     """The columns of ``cost`` [n, n] sorted (stably) by the row of their minimum after row reduction.
 
-    Solving ``cost[:, order]`` and mapping the columns back gives the same assignment, which scipy
-    finds in 0.81-0.99 of the time on the costs of `benchmarks/assignment.py` at n = 256 (2-D toys,
-    64-d digits, 3072-d images) and 0.60-0.93 at n = 1,024, except the digits (1.29). Computed in
-    the graph: on the host, NumPy's column argmin and gather cost 0.35 ms per 256 x 256 problem,
-    about 5% of its solve.
+    Solving ``cost[:, order]`` and mapping the columns back gives the same assignment, which scipy's
+    solver usually finds sooner (`benchmarks/assignment.py` measures it on the costs the couplings
+    build). Computed in the graph, so that the host's share of each solve stays the solve itself.
     """
     return jnp.argsort(jnp.argmin(cost - cost.min(1, keepdims=True), axis=0), stable=True)
 
@@ -84,8 +83,8 @@ def pairwise_sqeuclidean(x: jax.Array, y: jax.Array) -> jax.Array:
     """[n, m] squared Euclidean distances between flattened rows of x [n, ...] and y [m, ...]."""
     x = x.reshape(x.shape[0], -1)
     y = y.reshape(y.shape[0], -1)
-    # One matmul of augmented rows [x, |x|^2, 1] . [-2y, 1, |y|^2]: on XLA:CPU the plain
-    # |x|^2 + |y|^2 - 2 x y^T was fused into a kernel 4-8x slower than the matmul alone.
+    # One matmul of augmented rows [x, |x|^2, 1] . [-2y, 1, |y|^2]: XLA:CPU fuses the plain
+    # |x|^2 + |y|^2 - 2 x y^T into a kernel much slower than the matmul alone.
     ones = lambda a: jnp.ones((a.shape[0], 1), a.dtype)
     xa = jnp.concatenate([x, jnp.sum(x**2, 1, keepdims=True), ones(x)], 1)
     ya = jnp.concatenate([-2.0 * y, ones(y), jnp.sum(y**2, 1, keepdims=True)], 1)

@@ -1,9 +1,11 @@
 """What every coupling shares: the call shape, the independent coupling, and logging info.
 
-A coupling is a pure function ``couple(key, x1, x0, state) -> (x0_paired, x1, state, info)``:
-it pairs a minibatch of data x1 [B, ...] with noise x0 [B, ...]. Stateless couplings take and
+A coupling is a pure function ``couple(key, x0, x1, state) -> (x0_paired, x1, state, info)``:
+it pairs a minibatch of noise x0 [B, ...] with data x1 [B, ...]; noise comes first in and out,
+as in the interpolants' ``(x0, x1, t)``. Stateless couplings take and
 return ``state=None``. ``info`` is a dict of scalars for logging.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -32,7 +34,7 @@ def check_shapes(x1: jax.Array, x0: jax.Array) -> None:
         raise ValueError(f"coupling needs data x1 and noise x0 of the same shape, got {x1.shape} and {x0.shape}.")
 
 
-def independent(key: jax.Array, x1: jax.Array, x0: jax.Array, state: Any = None):
+def independent(key: jax.Array, x0: jax.Array, x1: jax.Array, state: Any = None):
     """The independent coupling (I-CFM / rectified flow): pairs are left as drawn."""
     del key
     check_shapes(x1, x0)
@@ -47,15 +49,19 @@ def with_scope(couple: Couple, scope: str, axis_name: str) -> Couple:
     (so every device computes the same pairing) and each device keeps its own slice.
     """
     if scope == "device":
-        def local(key, x1, x0, state=None):
-            return couple(jax.random.fold_in(key, jax.lax.axis_index(axis_name)), x1, x0, state)
+
+        def local(key, x0, x1, state=None):
+            return couple(jax.random.fold_in(key, jax.lax.axis_index(axis_name)), x0, x1, state)
+
         return local
     if scope == "global":
-        def global_(key, x1, x0, state=None):
+
+        def global_(key, x0, x1, state=None):
             b = x1.shape[0]
             gather = lambda a: jax.lax.all_gather(a, axis_name, tiled=True)
-            x0_p, x1_p, state, info = couple(key, gather(x1), gather(x0), state)
+            x0_p, x1_p, state, info = couple(key, gather(x0), gather(x1), state)
             take = lambda a: jax.lax.dynamic_slice_in_dim(a, jax.lax.axis_index(axis_name) * b, b)
             return take(x0_p), take(x1_p), state, info
+
         return global_
     raise ValueError(f"Unknown coupling.scope {scope!r}; choose 'device' or 'global'.")

@@ -8,8 +8,9 @@ maps of one another), so the greedy pairing is the same for all three; `greedy_p
 squared distance. (An exact solver can differ between them; see `immiscible.py`.)
 
 `couple` matches within the minibatch (pool = batch). The paper's pool of ``match_size`` noises
-spanning several minibatches is the training loop's job; it calls `greedy_pairing` on the pool.
+spanning several minibatches is `pools.PoolStream`'s, in the input pipeline; it calls `greedy_pairing` on each pool.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -47,7 +48,7 @@ def greedy_pairing(x1: jax.Array, x0: jax.Array) -> jax.Array:
     return greedy_match(assignment.pairwise_sqeuclidean(x1, x0))
 
 
-def couple(key: jax.Array, x1: jax.Array, x0: jax.Array, state: Any = None):
+def couple(key: jax.Array, x0: jax.Array, x1: jax.Array, state: Any = None):
     """Re-pairs the minibatch noise with the data by DANSM's greedy matching (pool = minibatch)."""
     del key
     x0_paired = x0[greedy_pairing(x1, x0)]

@@ -5,6 +5,7 @@ The same pool of data and noise as DANSM (`dansm.py`) is matched by the exact li
 exact assignment depends on the cost: ``"sqeuclidean"`` minimises the total squared path length
 (the quantity of DANSM's two-path lemma), ``"euclidean"`` the total path length (DANSM Eq. 11).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,8 +27,9 @@ def pairing(x1: jax.Array, x0: jax.Array, *, cost: str = "sqeuclidean", solver: 
     return assignment.solve(assignment.cost_matrix(x1, x0, cost), solver)
 
 
-def couple(key: jax.Array, x1: jax.Array, x0: jax.Array, state: Any = None, *,
-           cost: str = "sqeuclidean", solver: str = "auto"):
+def couple(
+    key: jax.Array, x0: jax.Array, x1: jax.Array, state: Any = None, *, cost: str = "sqeuclidean", solver: str = "auto"
+):
     """Re-pairs the minibatch noise with the data by the exact assignment (pool = minibatch)."""
     del key
     x0_paired = x0[pairing(x1, x0, cost=cost, solver=solver)]

@@ -20,6 +20,7 @@ apply all write-backs, so the replicated state stays identical on every device.
 Cost: ``"sqeuclidean"`` is the paper's ||x - z||^2 (Sec. 3.1); ``"euclidean"`` is ||x - z||, which
 Appendix B and the released code use. They can pair differently.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -31,6 +32,7 @@ from jax import lax
 from flowjax.couplings import assignment
 from flowjax.couplings.base import check_shapes, pairing_info
 
+
 def init_state(key: jax.Array, num_train: int, num_caches: int = 1) -> dict:
     """``{"seeds": uint32[num_train, num_caches]}``, an independent random seed per cache cell."""
     if num_train < 1 or num_caches < 1:
@@ -38,15 +40,15 @@ def init_state(key: jax.Array, num_train: int, num_caches: int = 1) -> dict:
     return {"seeds": jax.random.bits(key, (num_train, num_caches), jnp.uint32)}
 
 
-def noise_from_seeds(seeds: jax.Array, source_one: Callable) -> jax.Array:
-    """Noise [n, ...] of seeds [n]: ``source_one(PRNGKey(seed))``, a pure function of the seed."""
-    return jax.vmap(lambda s: source_one(jax.random.PRNGKey(s)))(seeds)
+def noise_from_seeds(seeds: jax.Array, noise_one: Callable) -> jax.Array:
+    """Noise [n, ...] of seeds [n]: ``noise_one(PRNGKey(seed))``, a pure function of the seed."""
+    return jax.vmap(lambda s: noise_one(jax.random.PRNGKey(s)))(seeds)
 
 
-def total_cost(x1_all: jax.Array, seeds: jax.Array, source_one: Callable, cost: str = "sqeuclidean") -> jax.Array:
+def total_cost(x1_all: jax.Array, seeds: jax.Array, noise_one: Callable, cost: str = "sqeuclidean") -> jax.Array:
     """Sum over all cells (i, k) of c(x1_all[i], noise(seeds[i, k])): the quantity of Theorem 1."""
     n, k = seeds.shape
-    x0 = noise_from_seeds(seeds.reshape(-1), source_one)
+    x0 = noise_from_seeds(seeds.reshape(-1), noise_one)
     x1 = jnp.repeat(x1_all.reshape(n, -1), k, axis=0)
     d = jnp.sum(jnp.square(x1 - x0.reshape(n * k, -1)), axis=1)
     return jnp.sum(d if cost == "sqeuclidean" else jnp.sqrt(d))
@@ -54,12 +56,12 @@ def total_cost(x1_all: jax.Array, seeds: jax.Array, source_one: Callable, cost: 
 
 def couple(
     key: jax.Array,
-    x1: jax.Array,
     x0: jax.Array,
+    x1: jax.Array,
     state: dict,
     *,
     index: jax.Array,
-    source_one: Callable,
+    noise_one: Callable,
     cost: str = "sqeuclidean",
     solver: str = "auto",
     reassign: bool = True,
@@ -78,7 +80,7 @@ def couple(
     num_caches = seeds.shape[1]
     slot = jax.vmap(lambda i: jax.random.randint(jax.random.fold_in(key, i), (), 0, num_caches))(index)
     cell_seeds = seeds[index, slot]
-    z = noise_from_seeds(cell_seeds, source_one).astype(x1.dtype)
+    z = noise_from_seeds(cell_seeds, noise_one).astype(x1.dtype)
     if scope not in ("device", "global"):
         raise ValueError(f"Unknown coupling.scope {scope!r}; choose 'device' or 'global'.")
     gather = (lambda a: lax.all_gather(a, axis_name, tiled=True)) if axis_name is not None else (lambda a: a)
@@ -87,7 +89,11 @@ def couple(
     else:
         x1_m, z_m, seeds_m, index_m, slot_m = x1, z, cell_seeds, index, slot
     n = x1_m.shape[0]
-    perm = assignment.solve(assignment.cost_matrix(x1_m, z_m, cost), solver) if reassign else jnp.arange(n, dtype=jnp.int32)
+    perm = (
+        assignment.solve(assignment.cost_matrix(x1_m, z_m, cost), solver)
+        if reassign
+        else jnp.arange(n, dtype=jnp.int32)
+    )
     z_paired, new_seeds = z_m[perm], seeds_m[perm]
     reassigned = jnp.mean((perm != jnp.arange(n)).astype(jnp.float32))
     if scope == "global" and axis_name is not None:

@@ -5,6 +5,7 @@ Both solve OT between the data and the noise of one minibatch (squared Euclidean
 - `sinkhorn`: the entropic plan (ott-jax Sinkhorn), from which B pairs are drawn i.i.d., as in
   OT-CFM's Algorithm (pairs (i, j) ~ pi); rows of x1 and x0 may then repeat.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,8 +20,9 @@ from flowjax.couplings import assignment
 from flowjax.couplings.base import check_shapes, pairing_info
 
 
-def exact_ot(key: jax.Array, x1: jax.Array, x0: jax.Array, state: Any = None, *, solver: str = "auto",
-             cost: str = "sqeuclidean"):
+def exact_ot(
+    key: jax.Array, x0: jax.Array, x1: jax.Array, state: Any = None, *, solver: str = "auto", cost: str = "sqeuclidean"
+):
     """Re-pairs the noise with the data by the exact minibatch OT permutation (squared or plain distance)."""
     del key
     check_shapes(x1, x0)
@@ -29,15 +31,17 @@ def exact_ot(key: jax.Array, x1: jax.Array, x0: jax.Array, state: Any = None, *,
     return x0_paired, x1, state, pairing_info(x0, x1, x0_paired, x1)
 
 
-def sinkhorn_plan(x1: jax.Array, x0: jax.Array, epsilon: float, max_iterations: int = 2000,
-                  relative_epsilon: str | None = None) -> jax.Array:
+def sinkhorn_plan(
+    x1: jax.Array, x0: jax.Array, epsilon: float, max_iterations: int = 2000, relative_epsilon: str | None = None
+) -> jax.Array:
     """Entropic OT plan [B, B] (rows: data, columns: noise), each marginal uniform.
 
     ``relative_epsilon="mean"`` makes epsilon a fraction of the mean cost (scale-free); ``None``
     takes it as an absolute value on squared distances.
     """
-    geom = pointcloud.PointCloud(x1.reshape(x1.shape[0], -1), x0.reshape(x0.shape[0], -1), epsilon=epsilon,
-                                 relative_epsilon=relative_epsilon)
+    geom = pointcloud.PointCloud(
+        x1.reshape(x1.shape[0], -1), x0.reshape(x0.shape[0], -1), epsilon=epsilon, relative_epsilon=relative_epsilon
+    )
     out = ott_sinkhorn.Sinkhorn(max_iterations=max_iterations)(linear_problem.LinearProblem(geom))
     return out.matrix
 
@@ -53,8 +57,8 @@ def draw_pairs(key: jax.Array, plan: jax.Array, num: int) -> tuple[jax.Array, ja
 
 def sinkhorn(
     key: jax.Array,
-    x1: jax.Array,
     x0: jax.Array,
+    x1: jax.Array,
     state: Any = None,
     *,
     epsilon: float = 0.05,

@@ -16,6 +16,7 @@ are applied after the split, so an image is in the same split whichever classes 
 keep their original digit values. ``num_classes=k`` keeps the first k digits (labels < k), as the
 rectified-flow theory paper's 3-, 7- and 10-class experiments do; ``classes`` keeps a given set.
 """
+
 from __future__ import annotations
 
 import functools
@@ -44,8 +45,7 @@ def _raw() -> tuple[np.ndarray, np.ndarray]:
 def split_indices(seed: int = 0, num_test: int = NUM_TEST) -> tuple[np.ndarray, np.ndarray]:
     """Sorted (train, test) indices into the 1,797 digits: a class-stratified split fixed by ``seed``."""
     labels = _raw()[1]
-    train, test = train_test_split(np.arange(labels.shape[0]), test_size=num_test,
-                                   random_state=seed, stratify=labels)
+    train, test = train_test_split(np.arange(labels.shape[0]), test_size=num_test, random_state=seed, stratify=labels)
     return np.sort(train), np.sort(test)
 
 

@@ -1,5 +1,8 @@
 """Image data sets for GPU/TPU runs, read by example index, and the per-device batch stream.
 
+One file: the sources and the batch readers share one convention for example indices, flips and
+preprocessing, which LOOM-CFM's assignment state and DANSM's pools index.
+
 **Sources.** An `ImageSource` gives random access by example index — what LOOM-CFM's assignment
 state and DANSM's pools need — as ``get(indices) -> [n, H, W, C]`` float32 in [-1, 1] (NHWC,
 ``x = uint8 / 127.5 - 1``). Three kinds:
@@ -19,7 +22,7 @@ and it runs on the host in the loader threads rather than on the accelerator.
 per-device arrays; the global batch is a pure function of (seed, step):
 
 - indices: `flowjax.data.stream.batch_indices` with key ``fold_in(PRNGKey(seed), 1)``, the data
-  key of `flowjax.train.make_batch_fn`, so streamed and in-memory data sets read the same examples
+  key of every fixed training set (`flowjax.data.dataset`), so streamed and in-memory data sets read the same examples
   (epoch-wise permutations, the remainder of each epoch dropped);
 - horizontal flips: `flip_mask` draws one bit per example from
   ``fold_in(fold_in(PRNGKey(seed), 5), step)``, so a flipped image can be treated as a data point
@@ -34,6 +37,7 @@ the order must be `stream.batch_indices`'s (LOOM-CFM's state is indexed by it) a
 drawn globally, then sliced per process, so the data do not depend on the number of hosts.
 tensorflow-datasets and grain come with ``pip install -e '.[data]'`` and are imported where used.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -95,9 +99,10 @@ def fit_image(image: np.ndarray, size: int) -> np.ndarray:
         return image
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2
-    crop = image[top:top + side, left:left + side]
+    crop = image[top : top + side, left : left + side]
     resized = Image.fromarray(crop.squeeze(-1) if crop.shape[-1] == 1 else crop).resize(
-        (size, size), Image.Resampling.BICUBIC)
+        (size, size), Image.Resampling.BICUBIC
+    )
     return np.asarray(resized).reshape(size, size, image.shape[-1])
 
 
@@ -117,16 +122,22 @@ def _unprepared_message(builder: Any, name: str, data_dir: str, prepared: bool) 
     command = f"tfds build {name} --file_format=array_record --data_dir={data_dir}"
     command += " --manual_dir=MANUAL_DIR" if manual else ""
     if prepared:
-        what = (f"TFDS dataset {name!r} is prepared in {builder.data_dir} as {builder.info.file_format}, "
-                "which has no random access. Rebuild it as ArrayRecord (into another data_dir, or after "
-                "deleting that folder) with")
+        what = (
+            f"TFDS dataset {name!r} is prepared in {builder.data_dir} as {builder.info.file_format}, "
+            "which has no random access. Rebuild it as ArrayRecord (into another data_dir, or after "
+            "deleting that folder) with"
+        )
     else:
-        what = (f"TFDS dataset {name!r} is not prepared in {data_dir} (no {builder.data_dir}). flowjax reads "
-                "prepared ArrayRecord files and never downloads; prepare them once with")
-    hint = (f"{name} cannot be downloaded automatically: first put the files its TFDS catalog page lists "
-            "in MANUAL_DIR. ") if manual else ""
-    return (f"{what}\n  {command}\n{hint}Building needs tensorflow-datasets and TensorFlow: "
-            "pip install -e '.[data]'.")
+        what = (
+            f"TFDS dataset {name!r} is not prepared in {data_dir} (no {builder.data_dir}). flowjax reads "
+            "prepared ArrayRecord files and never downloads; prepare them once with"
+        )
+    hint = (
+        (f"{name} cannot be downloaded automatically: first put the files its TFDS catalog page lists in MANUAL_DIR. ")
+        if manual
+        else ""
+    )
+    return f"{what}\n  {command}\n{hint}Building needs tensorflow-datasets and TensorFlow: pip install -e '.[data]'."
 
 
 def _open_tfds(name: str, split: str, data_dir: str | None) -> Any:
@@ -139,13 +150,17 @@ def _open_tfds(name: str, split: str, data_dir: str | None) -> Any:
         prepared = builder.is_prepared()
         if prepared and not isinstance(err, NotImplementedError):  # prepared: a genuine error
             raise
-        root = str(data_dir) if data_dir is not None else _require(
-            "tensorflow_datasets.core.constants").get_default_data_dir()
+        root = (
+            str(data_dir)
+            if data_dir is not None
+            else _require("tensorflow_datasets.core.constants").get_default_data_dir()
+        )
         raise FileNotFoundError(_unprepared_message(builder, name, root, prepared)) from err
 
 
-def tfds_source(name: str, split: str = "train", data_dir: str | None = None,
-                image_size: int | None = None) -> ImageSource:
+def tfds_source(
+    name: str, split: str = "train", data_dir: str | None = None, image_size: int | None = None
+) -> ImageSource:
     """An `ImageSource` over a prepared TFDS image data set (ArrayRecord, random access).
 
     Args:
@@ -185,14 +200,21 @@ def folder_source(path: str | pathlib.Path, image_size: int) -> ImageSource:
     ``image_size`` when their size differs.
     """
     root = pathlib.Path(path)
-    files = sorted((f for f in root.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()),
-                   key=lambda f: f.relative_to(root).as_posix()) if root.is_dir() else []
+    files = (
+        sorted(
+            (f for f in root.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()),
+            key=lambda f: f.relative_to(root).as_posix(),
+        )
+        if root.is_dir()
+        else []
+    )
     if not files:
         raise FileNotFoundError(
             f"No images (*.png, *.jpg, *.jpeg) under {root}{'' if root.is_dir() else ' (no such folder)'}. "
             f"Expected layout: image files anywhere below {root}, e.g. AFHQ as "
             f"{root}/train/cat/flickr_cat_000002.jpg or FFHQ as {root}/00000/00000.png; "
-            "download and unpack the data set there first.")
+            "download and unpack the data set there first."
+        )
 
     def load(file: pathlib.Path) -> np.ndarray:
         with Image.open(file) as image:
@@ -276,17 +298,23 @@ def batches(
       prefetch: batches prepared ahead by as many background threads; 0 reads in the caller.
     """
     grain = _require("grain")
-    process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
     if batch_size % (process_count * local_devices):
-        raise ValueError(f"training.batch_size={batch_size} must be divisible by processes × local devices "
-                         f"= {process_count} × {local_devices}.")
-    local = batch_size // process_count
-    read = step_reader(source, batch_size, seed, flip=flip, flip_as_example=flip_as_example,
-                       rows=slice(process_index * local, (process_index + 1) * local))
+        raise ValueError(
+            f"training.batch_size={batch_size} must be divisible by processes × local devices "
+            f"= {process_count} × {local_devices}."
+        )
+    read = step_reader(
+        source,
+        batch_size,
+        seed,
+        flip=flip,
+        flip_as_example=flip_as_example,
+        rows=stream.process_rows(batch_size, process_index, process_count),
+    )
 
     def batch_at(step: int) -> dict[str, np.ndarray]:
-        return {k: v.reshape((local_devices, local // local_devices) + v.shape[1:]) for k, v in read(step).items()}
+        return {k: stream.per_device(v, local_devices) for k, v in read(step).items()}
 
     steps = grain.MapDataset.range(0, sys.maxsize).map(batch_at)
     iterator = iter(steps.to_iter_dataset(grain.ReadOptions(num_threads=prefetch, prefetch_buffer_size=prefetch)))
@@ -334,8 +362,10 @@ def source_from_config(data: Any, split: str | None = None) -> ImageSource:
     split = split or data.split
     if data.name == "folder":
         if not data.data_dir or not data.image_size:
-            raise ValueError("data.name='folder' reads the images under data.data_dir: set --config.data.data_dir=DIR "
-                             "and --config.data.image_size (e.g. 64).")
+            raise ValueError(
+                "data.name='folder' reads the images under data.data_dir: set --config.data.data_dir=DIR "
+                "and --config.data.image_size (e.g. 64)."
+            )
         source = folder_source(data.data_dir, data.image_size)
     elif data.name in DATASETS:
         source = tfds_source(DATASETS[data.name], split, data.data_dir or None, data.image_size or None)

@@ -5,14 +5,15 @@ A pairs directory holds
     manifest.json                    what the pairs are (written first; see `write_pairs`)
     pairs-00000-of-000NN.npz         shard s: pairs [s * shard_size, (s + 1) * shard_size), arrays x0, x1 (float32)
 
-Shards are written atomically (a temporary file in the same directory, then `os.replace`), so an
-interrupted run leaves only whole shards; resuming writes exactly the missing ones. The .npz files
-are written with fixed zip timestamps, so the same pairs give byte-identical files whenever they are
-written. One writer per directory at a time (nothing locks it).
+Shards are written atomically (`flowjax.io.save_npz_atomic`: a temporary file in the same directory,
+then `os.replace`), so an interrupted run leaves only whole shards; resuming writes exactly the missing
+ones. The .npz files are written with fixed zip timestamps, so the same pairs give byte-identical files
+whenever they are written. One writer per directory at a time (nothing locks it).
 
 Pure helpers: what a shard holds is the caller's ``generate_shard(start, stop) -> (x0, x1)``
 (`flowjax.rectify.generate_pairs` integrates a trained model's ODE).
 """
+
 from __future__ import annotations
 
 import functools
@@ -24,9 +25,10 @@ from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 
+from flowjax import io
+
 MANIFEST = "manifest.json"
 FORMAT = 1
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed zip member timestamps: byte-identical files for identical arrays
 
 
 def num_shards(num_pairs: int, shard_size: int) -> int:
@@ -42,34 +44,13 @@ def shard_range(shard: int, num_pairs: int, shard_size: int) -> tuple[int, int]:
     return shard * shard_size, min(num_pairs, (shard + 1) * shard_size)
 
 
-def _write_json_atomic(path: str, obj: dict) -> None:
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def save_npz_atomic(path: str, arrays: dict[str, np.ndarray]) -> None:
-    """``np.savez``-compatible file (uncompressed, read by `np.load`), deterministic and written atomically."""
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for name, array in arrays.items():
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_TIME)
-            info.external_attr = 0o644 << 16
-            with zf.open(info, "w", force_zip64=True) as f:
-                np.lib.format.write_array(f, np.ascontiguousarray(array), allow_pickle=False)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def require_dir(data_dir: str) -> None:
     """A run on pairs (``data.name = "pairs"``) names its pairs directory, or this says how to."""
     if not data_dir:
-        raise ValueError("data.name='pairs' needs the pairs directory: --config.data.data_dir=<teacher workdir>/pairs "
-                         "(written by `main.py --mode=pairs` on the teacher's workdir).")
+        raise ValueError(
+            "data.name='pairs' needs the pairs directory: --config.data.data_dir=<teacher workdir>/pairs "
+            "(written by `main.py --mode=pairs` on the teacher's workdir)."
+        )
 
 
 def read_manifest(directory: str) -> dict:
@@ -80,26 +61,14 @@ def read_manifest(directory: str) -> dict:
             f"Pairs directory {directory!r} does not exist. Generate pairs from a trained teacher with "
             "`python main.py --config=<teacher config> --workdir=<teacher workdir> --mode=pairs` "
             "(they go to <teacher workdir>/pairs unless --config.pairs.output_dir is set), then pass that "
-            "directory as --config.data.data_dir.")
+            "directory as --config.data.data_dir."
+        )
     if not os.path.isfile(path):
         raise FileNotFoundError(
-            f"{directory!r} has no {MANIFEST}: it is not a pairs directory written by `main.py --mode=pairs`.")
+            f"{directory!r} has no {MANIFEST}: it is not a pairs directory written by `main.py --mode=pairs`."
+        )
     with open(path) as f:
         return json.load(f)
-
-
-def _diff(saved: dict, current: dict) -> list[str]:
-    """Differences between a manifest on disk and the current one. Inside a recorded config (e.g. the teacher's
-    ``data``), fields absent on disk are new in flowjax since the pairs were written, not a difference (as for
-    a resumed workdir's config.json: a new field's default keeps the old behaviour)."""
-    diffs = []
-    for k in sorted(set(saved) | set(current)):
-        a, b = saved.get(k), current.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            b = {field: value for field, value in b.items() if field in a}
-        if a != b:
-            diffs.append(f"{k}: {a!r} on disk, {b!r} now")
-    return diffs
 
 
 def missing_shards(directory: str, manifest: dict) -> list[int]:
@@ -110,21 +79,28 @@ def missing_shards(directory: str, manifest: dict) -> list[int]:
 def _resume_hint(manifest: dict) -> str:
     teacher = manifest.get("teacher") or {}
     if teacher.get("workdir"):
-        return (f"Finish them with `python main.py --config={teacher.get('config') or '<teacher config>'} "
-                f"--workdir={teacher['workdir']} --mode=pairs` (the same pairs.* settings): it writes only the "
-                "missing shards.")
+        return (
+            f"Finish them with `python main.py --config={teacher.get('config') or '<teacher config>'} "
+            f"--workdir={teacher['workdir']} --mode=pairs` (the same pairs.* settings): it writes only the "
+            "missing shards."
+        )
     return "Rerun the generation that wrote this directory, with the same settings: it writes only the missing shards."
 
 
-def write_pairs(directory: str, generate_shard: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
-                manifest: dict, *, progress: Callable[[int, int, int], None] | None = None) -> list[int]:
+def write_pairs(
+    directory: str,
+    generate_shard: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
+    manifest: dict,
+    *,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> list[int]:
     """Writes the missing shards of ``manifest`` (needs num_pairs, shard_size, shape) to ``directory``.
 
     ``generate_shard(start, stop) -> (x0, x1)`` gives pairs [start, stop); it must depend on the pair
     indices only (e.g. noise of pair i from ``fold_in(key, i)``), so that resumed and uninterrupted runs
     write the same files. The manifest is written first; if the directory already holds one that
     differs, this raises and changes nothing. Shards that exist are kept as they are (atomic writes
-    make every existing shard whole); leftover temporary files of an interrupted run are overwritten.
+    make every existing shard whole); temporary files a killed run left behind are removed.
     ``progress(shards_done, shards_total, shard)`` is called after each written shard. Returns the
     shards written by this call.
     """
@@ -137,15 +113,21 @@ def write_pairs(directory: str, generate_shard: Callable[[int, int], tuple[np.nd
     if os.path.isfile(path):
         with open(path) as f:
             saved = json.load(f)
-        diffs = _diff(saved, manifest)
+        # Inside a recorded config (e.g. the teacher's ``data``), fields absent on disk are new in flowjax
+        # since the pairs were written, not a difference: a new field's default keeps the old behaviour.
+        diffs, _ = io.config_diff(saved, manifest, saved_as="on disk", whole_sections=True)
         if diffs:
             raise ValueError(
                 f"{directory} holds pairs of other settings ({'; '.join(diffs)}). Nothing was changed. "
                 "Use another output directory (--config.pairs.output_dir), or the settings of its manifest.json "
-                "to finish it.")
+                "to finish it."
+            )
     else:
         os.makedirs(directory, exist_ok=True)
-        _write_json_atomic(path, manifest)
+        io.write_json_atomic(path, manifest)
+    for name in os.listdir(directory):  # temporary files of a killed write (this is the directory's only writer)
+        if name.startswith((".pairs-", f".{MANIFEST}.")) and name.endswith(".tmp"):
+            os.remove(os.path.join(directory, name))
     shards = num_shards(num_pairs, shard_size)
     todo = missing_shards(directory, manifest)
     written = []
@@ -154,9 +136,11 @@ def write_pairs(directory: str, generate_shard: Callable[[int, int], tuple[np.nd
         x0, x1 = (np.asarray(a, np.float32) for a in generate_shard(start, stop))
         for name, a in (("x0", x0), ("x1", x1)):
             if a.shape != (stop - start,) + shape:
-                raise ValueError(f"generate_shard({start}, {stop}) returned {name} of shape {a.shape}, "
-                                 f"expected {(stop - start,) + shape}.")
-        save_npz_atomic(os.path.join(directory, shard_name(s, shards)), {"x0": x0, "x1": x1})
+                raise ValueError(
+                    f"generate_shard({start}, {stop}) returned {name} of shape {a.shape}, "
+                    f"expected {(stop - start,) + shape}."
+                )
+        io.save_npz_atomic(os.path.join(directory, shard_name(s, shards)), {"x0": x0, "x1": x1})
         written.append(s)
         if progress is not None:
             progress(shards - len(todo) + len(written), shards, s)
@@ -176,12 +160,14 @@ class PairsSource(NamedTuple):
 
 
 def _member_memmap(path: str, name: str) -> np.ndarray:
-    """Read-only memory map of array ``name`` of an uncompressed .npz written by `save_npz_atomic`."""
+    """Read-only memory map of array ``name`` of an uncompressed .npz written by `io.save_npz_atomic`."""
     with zipfile.ZipFile(path) as zf:
         info = zf.getinfo(f"{name}.npy")
     if info.compress_type != zipfile.ZIP_STORED:
-        raise ValueError(f"{path}: member {name}.npy is compressed; pairs shards are written uncompressed "
-                         "by `main.py --mode=pairs`; regenerate the directory.")
+        raise ValueError(
+            f"{path}: member {name}.npy is compressed; pairs shards are written uncompressed "
+            "by `main.py --mode=pairs`; regenerate the directory."
+        )
     with open(path, "rb") as f:
         f.seek(info.header_offset)
         local = f.read(30)  # the member's local header: its own name and extra-field lengths
@@ -206,7 +192,8 @@ def open_pairs(directory: str, num: int = 0) -> PairsSource:
         names = ", ".join(shard_name(s, shards) for s in missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise FileNotFoundError(
             f"Pairs directory {directory} is incomplete: {len(missing)} of {shards} shards missing ({names}). "
-            + _resume_hint(manifest))
+            + _resume_hint(manifest)
+        )
     n = total if num <= 0 else num
     if n > total:
         raise ValueError(f"Asked for {n} pairs, but {directory} holds {total}.")
@@ -219,8 +206,10 @@ def open_pairs(directory: str, num: int = 0) -> PairsSource:
         for k in ("x0", "x1"):
             a = _member_memmap(os.path.join(directory, shard_name(s, shards)), k)
             if a.shape != (stop - start,) + shape or a.dtype != np.float32:
-                raise ValueError(f"{shard_name(s, shards)} in {directory}: {k} is {a.dtype}{a.shape}, expected "
-                                 f"float32{(stop - start,) + shape}; the directory is corrupt, regenerate it.")
+                raise ValueError(
+                    f"{shard_name(s, shards)} in {directory}: {k} is {a.dtype}{a.shape}, expected "
+                    f"float32{(stop - start,) + shape}; the directory is corrupt, regenerate it."
+                )
             arrays.append(a)
         return arrays[0], arrays[1]
 

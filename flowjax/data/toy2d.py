@@ -16,6 +16,7 @@ Every draw takes an explicit ``jax.random`` key; the samplers are jitted (``n`` 
 arguments static). `train_set` / `test_set` give fixed data sets from an integer seed, with
 different keys for the two.
 """
+
 from __future__ import annotations
 
 import functools
@@ -70,9 +71,7 @@ def eight_gaussians(
 
 
 @functools.partial(jax.jit, static_argnames="n")
-def two_moons_with_labels(
-    key: jax.Array, n: int, noise: float = 0.1
-) -> tuple[jax.Array, jax.Array]:
+def two_moons_with_labels(key: jax.Array, n: int, noise: float = 0.1) -> tuple[jax.Array, jax.Array]:
     """[n, 2] two-moons points and their [n] int32 moon labels (0 upper, 1 lower), each moon w.p. 1/2.
 
     Geometry of sklearn's ``make_moons``: upper moon (cos θ, sin θ), lower moon
@@ -95,9 +94,7 @@ def two_moons(key: jax.Array, n: int, noise: float = 0.1) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("n", "num_squares"))
-def checkerboard(
-    key: jax.Array, n: int, num_squares: int = 8, square_size: float = 2.0
-) -> jax.Array:
+def checkerboard(key: jax.Array, n: int, num_squares: int = 8, square_size: float = 2.0) -> jax.Array:
     """[n, 2] uniform draws on the filled squares of a k × k checkerboard centred at 0.
 
     The cells are [i s, (i + 1) s] × [j s, (j + 1) s] for i, j ∈ {−k/2, …, k/2 − 1} and side
@@ -108,9 +105,7 @@ def checkerboard(
     """
     half = math.isqrt(num_squares // 2)
     if num_squares < 2 or 2 * half * half != num_squares:
-        raise ValueError(
-            f"checkerboard num_squares must be 2 b^2 (2, 8, 18, 32, ...), got {num_squares}."
-        )
+        raise ValueError(f"checkerboard num_squares must be 2 b^2 (2, 8, 18, 32, ...), got {num_squares}.")
     cells = np.arange(-half, half)
     ii, jj = np.meshgrid(cells, cells, indexing="ij")
     filled = np.stack([ii.ravel(), jj.ravel()], axis=-1)
@@ -122,9 +117,7 @@ def checkerboard(
 
 
 @functools.partial(jax.jit, static_argnames="n")
-def concentric_circles(
-    key: jax.Array, n: int, radii: Sequence[float] = (1.5, 3.0), noise: float = 0.05
-) -> jax.Array:
+def concentric_circles(key: jax.Array, n: int, radii: Sequence[float] = (1.5, 3.0), noise: float = 0.05) -> jax.Array:
     """[n, 2] points on concentric circles (equal mass per circle, uniform angle) plus N(0, noise²I)."""
     radii = jnp.asarray(radii, dtype=jnp.float32)
     key_ring, key_angle, key_noise = jax.random.split(key, 3)

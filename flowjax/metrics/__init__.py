@@ -5,6 +5,7 @@ DANSM's inter-path distances (`paths`), FID (`fid`) and the digits Fréchet dist
 ``metrics.straightness.straightness`` and ``metrics.fd_digits.fd_digits``); the functions are not
 re-exported here because they would shadow the modules of the same names.
 """
+
 from flowjax.metrics import fd_digits, fid, paths, straightness, wasserstein
 from flowjax.metrics.straightness import (
     acceleration,

@@ -8,6 +8,7 @@ regenerates the same files). With 300 reference images the score has a sample-si
 1,497 training images score about the value printed by the script, not 0); compare scores
 computed from the same number of samples.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,7 @@ import os
 import numpy as np
 
 from flowjax.metrics import fid
-from flowjax.models import digits_classifier
+from flowjax.models import digits_classifier, weights
 
 ASSETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 WEIGHTS_PATH = os.path.join(ASSETS_DIR, "digits_classifier.npz")
@@ -26,14 +27,14 @@ def _require(path: str) -> str:
     if not os.path.exists(path):
         raise FileNotFoundError(
             f"FD-digits asset {path} is missing; regenerate the classifier weights and reference "
-            "statistics with `python scripts/train_digits_classifier.py` (about 30 s on CPU)."
+            "statistics with `python scripts/train_digits_classifier.py` (it trains on a CPU)."
         )
     return path
 
 
-def load_classifier() -> fid.Variables:
+def load_classifier() -> weights.Variables:
     """The committed digits-classifier variables ``{"params": ...}``."""
-    return fid.load_variables(_require(WEIGHTS_PATH))
+    return weights.load_variables(_require(WEIGHTS_PATH))
 
 
 def load_reference_stats() -> fid.Stats:
@@ -47,6 +48,4 @@ def fd_digits(samples: np.ndarray, batch_size: int = 500) -> float:
     Raises FileNotFoundError (saying how to regenerate them) if the assets are missing.
     """
     variables, ref_stats = load_classifier(), load_reference_stats()
-    return fid.fd_score(
-        lambda x: digits_classifier.features(variables, x), samples, ref_stats, batch_size
-    )
+    return fid.fd_score(lambda x: digits_classifier.features(variables, x), samples, ref_stats, batch_size)

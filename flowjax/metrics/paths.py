@@ -20,6 +20,7 @@ constant; t_hat is then 0 / 0 in the paper's form, taken as the paper's t = 0, i
 Gram matrices of the noise, the data and the path vectors P = x1 - x0, since ||W_ij||^2 =
 ||P_i - P_j||^2, and computes them in blocks of rows: memory O(block_size * n), time O(n^2 d).
 """
+
 from __future__ import annotations
 
 import functools
@@ -110,8 +111,9 @@ def path_stats(x0: jax.Array, x1: jax.Array, block_size: int = 1024) -> dict[str
       i != j; ``t_min`` mean over i of t* at i's nearest path (t* in this codebase's direction).
     """
     if x0.shape != x1.shape or x0.ndim < 2 or x0.shape[0] < 2:
-        raise ValueError(f"path_stats needs noise x0 and data x1 of one shape [n >= 2, d, ...], "
-                         f"got {x0.shape} and {x1.shape}.")
+        raise ValueError(
+            f"path_stats needs noise x0 and data x1 of one shape [n >= 2, d, ...], got {x0.shape} and {x1.shape}."
+        )
     if block_size < 1:
         raise ValueError(f"path_stats needs block_size >= 1, got {block_size}.")
     n = x0.shape[0]

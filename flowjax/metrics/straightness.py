@@ -20,6 +20,7 @@ t = 1 noise to t = 0 data, which is the same trajectory with time reversed — i
 The ``*_from_path`` helpers take the arrays of one simulation, so an evaluation harness can
 compute all three from a single `euler_trajectory` (see `trajectory_metrics`).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -27,13 +28,16 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from flowjax import integrators
+
 VelocityFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
-def euler_trajectory(
-    velocity_fn: VelocityFn, x0: jax.Array, num_steps: int
-) -> tuple[jax.Array, jax.Array]:
-    """Euler simulation of dx/dt = v(x, t) from t = 0 to t = 1 on the grid t_k = k / N.
+def euler_trajectory(velocity_fn: VelocityFn, x0: jax.Array, num_steps: int) -> tuple[jax.Array, jax.Array]:
+    """Euler simulation of dx/dt = v(x, t) from t = 0 to t = 1 on the grid t_k = k / N, keeping the velocities.
+
+    The steps are `integrators.euler`'s (`integrators.euler_with`), so path equals
+    ``euler(velocity_fn, x0, N, return_path=True)[1]``.
 
     Args:
       velocity_fn: ``velocity_fn(x [B, ...], t [B]) -> v [B, ...]``.
@@ -44,15 +48,12 @@ def euler_trajectory(
       path: [N + 1, B, ...], path[0] = x0 and path[k + 1] = path[k] + velocities[k] / N.
       velocities: [N, B, ...], velocities[k] = velocity_fn(path[k], t_k).
     """
-    dt = 1.0 / num_steps
 
-    def step(x, k):
-        t = jnp.full((x.shape[0],), k * dt, dtype=x.dtype)
+    def field(x, t):
         v = velocity_fn(x, t)
-        return x + dt * v, (x, v)
+        return v, v
 
-    x1, (states, velocities) = jax.lax.scan(step, x0, jnp.arange(num_steps))
-    return jnp.concatenate([states, x1[None]], axis=0), velocities
+    return integrators.euler_with(field, x0, num_steps)
 
 
 def _deviation_sq(path: jax.Array, velocities: jax.Array) -> jax.Array:
@@ -105,17 +106,13 @@ def curvature(velocity_fn: VelocityFn, x0: jax.Array, num_steps: int = 128) -> j
     return curvature_from_path(*euler_trajectory(velocity_fn, x0, num_steps))
 
 
-def loom_curvature(
-    velocity_fn: VelocityFn, x0: jax.Array, num_steps: int = 100
-) -> tuple[jax.Array, jax.Array]:
+def loom_curvature(velocity_fn: VelocityFn, x0: jax.Array, num_steps: int = 100) -> tuple[jax.Array, jax.Array]:
     """LOOM-CFM (Fig. 6) curvature 1 − v̄(t)ᵀ v̄(t + Δt) along Euler trajectories: (mean, profile [N − 1])."""
     _, velocities = euler_trajectory(velocity_fn, x0, num_steps)
     return loom_curvature_from_velocities(velocities)
 
 
-def trajectory_metrics(
-    velocity_fn: VelocityFn, x0: jax.Array, num_steps: int
-) -> dict[str, jax.Array]:
+def trajectory_metrics(velocity_fn: VelocityFn, x0: jax.Array, num_steps: int) -> dict[str, jax.Array]:
     """Straightness, curvature and (mean) LOOM curvature from one Euler simulation of num_steps."""
     path, velocities = euler_trajectory(velocity_fn, x0, num_steps)
     return {
@@ -130,9 +127,7 @@ def trajectory_metrics(
 # --------------------------------------------------------------------------------------------
 
 
-def _velocity_and_acceleration(
-    velocity_fn: VelocityFn, x: jax.Array, t: jax.Array
-) -> tuple[jax.Array, jax.Array]:
+def _velocity_and_acceleration(velocity_fn: VelocityFn, x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(v(x, t), a(x, t)) with a = ∂_t v + J_x v · v from one evaluation and one `jax.jvp`."""
     v = velocity_fn(x, t)
     _, a = jax.jvp(velocity_fn, (x, t), (v, jnp.ones_like(t)))
@@ -169,15 +164,13 @@ def acceleration_trajectory(
       velocities: [N, B, ...], velocities[k] = v(path[k], t_k).
       acc_sq: [N], acc_sq[k] = mean_b ‖a(path[k], t_k)‖² (squared norm over all non-batch axes).
     """
-    dt = 1.0 / num_steps
 
-    def step(x, k):
-        t = jnp.full((x.shape[0],), k * dt, dtype=x.dtype)
+    def field(x, t):
         v, a = _velocity_and_acceleration(velocity_fn, x, t)
-        return x + dt * v, (x, v, jnp.mean(jnp.sum(a.reshape(a.shape[0], -1) ** 2, axis=-1)))
+        return v, (v, jnp.mean(jnp.sum(a.reshape(a.shape[0], -1) ** 2, axis=-1)))
 
-    x1, (states, velocities, acc_sq) = jax.lax.scan(step, x0, jnp.arange(num_steps))
-    return jnp.concatenate([states, x1[None]], axis=0), velocities, acc_sq
+    path, (velocities, acc_sq) = integrators.euler_with(field, x0, num_steps)
+    return path, velocities, acc_sq
 
 
 def _check_pieces(num_steps: int, num_pieces: int) -> None:
@@ -233,7 +226,9 @@ def rectified_straightness(
 
     Returns {"straightness", "average_straightness", "piecewise_straightness"}; all three use the
     same path and left-point rule (see `average_straightness`). For a continuous flow
-    S ≤ γ₁ / 3 ≤ γ₁ ≤ γ₂,T ≤ T γ₁ (Lemma 3.4 of the theory paper and the brief's sharper bound).
+    S ≤ γ₁ ≤ γ₂,T ≤ T γ₁ (Bansal et al. 2024, "Straightness of Rectified Flow", Lemma 3.4), and the
+    sharper S ≤ γ₁ / 3 holds: Z₁ − Z₀ − Ż_t = ∫₀¹ (Ż_s − Ż_t) ds, Jensen's inequality,
+    ‖Ż_s − Ż_t‖² ≤ |s − t| ∫₀¹ ‖Z̈_u‖² du, and ∫₀¹∫₀¹ |s − t| ds dt = 1/3.
     """
     _check_pieces(num_steps, num_pieces)
     path, velocities, acc_sq = acceleration_trajectory(velocity_fn, x0, num_steps)

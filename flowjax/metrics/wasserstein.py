@@ -8,6 +8,7 @@ steps; the authors approximated it with a Sinkhorn divergence, here it is exact.
 `gaussian_w2` is the closed form (Bures–Wasserstein) distance between two Gaussians
 (Dowson & Landau 1982; Givens & Shortt 1984), used to check Gaussian → Gaussian flows.
 """
+
 from __future__ import annotations
 
 import jax
@@ -24,9 +25,9 @@ def w2(x: jax.Array, y: jax.Array, solver: str = "auto") -> jax.Array:
     the linear assignment is exact. The assignment is solved on the squared distances
     between the mean-centred clouds: centring changes ||x_i - y_j||^2 only by a constant per
     row and per column, so the optimal permutation is the same, but scipy's solver is much
-    faster on it when the clouds are offset (n = 1500, shifted copy: 5 s -> 0.01 s). The
-    distances of the matched pairs are then recomputed from the original differences, so
-    that e.g. ``w2(x, x) == 0`` exactly.
+    faster on it when the clouds are offset from each other. The distances of the matched
+    pairs are then recomputed from the original differences, so that e.g. ``w2(x, x) == 0``
+    exactly.
 
     Args:
       x: [n, ...] points.
@@ -42,10 +43,7 @@ def w2(x: jax.Array, y: jax.Array, solver: str = "auto") -> jax.Array:
             f"and {y.shape}; subsample the larger one to the size of the other."
         )
     if x.shape[1:] != y.shape[1:]:
-        raise ValueError(
-            f"w2 needs points of the same shape, got per-point shapes {x.shape[1:]} and "
-            f"{y.shape[1:]}."
-        )
+        raise ValueError(f"w2 needs points of the same shape, got per-point shapes {x.shape[1:]} and {y.shape[1:]}.")
     x = x.reshape(x.shape[0], -1)
     y = y.reshape(y.shape[0], -1)
     centred_cost = assignment.pairwise_sqeuclidean(x - x.mean(0), y - y.mean(0))

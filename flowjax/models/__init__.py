@@ -1,4 +1,5 @@
 """Flax velocity networks."""
+
 from __future__ import annotations
 
 import jax.numpy as jnp

@@ -10,6 +10,7 @@ images are mapped to 8 x 8 by the least-squares inverse of the bilinear upsampli
 `flowjax.data.digits` uses (``jax.image.resize(..., "linear")``): upsampled digits come back
 exactly, and a generated S x S sample is scored through its best-fitting 8 x 8 image.
 """
+
 from __future__ import annotations
 
 from typing import Any

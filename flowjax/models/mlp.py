@@ -1,4 +1,5 @@
 """MLP velocity model for low-dimensional toys: v_theta(x, t) with a sinusoidal time embedding."""
+
 from __future__ import annotations
 
 from typing import Sequence

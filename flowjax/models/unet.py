@@ -1,5 +1,8 @@
 """UNet velocity networks for images: the DDPM/ADM and DDPM++ (NCSN++) families in one Flax module.
 
+One file of about 420 lines on purpose: its blocks are only meaningful inside this one network, and the
+presets at its end are the constructors of the papers' variants.
+
 One configurable UNet covers the image networks of the five papers:
 
 - **ADM** (Dhariwal & Nichol 2021, guided-diffusion ``UNetModel``): LOOM-CFM's network (LOOM-CFM App. C,
@@ -36,6 +39,7 @@ uses min(32, C/4) groups (ADM's 32 for every paper width; score_sde's and EDM's 
 Time: flowjax's convention (t = 0 noise, t = 1 data); the network embeds ``t * time_scale``
 (rectified flow's DDPM++ sees 999 t; LOOM-CFM's ADM sees raw t). Images are NHWC.
 """
+
 from __future__ import annotations
 
 import math
@@ -111,15 +115,17 @@ class ResBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, emb: jax.Array, train: bool) -> jax.Array:
         c_in, c_out = x.shape[-1], self.out_channels
-        conv = lambda c, k, init, name: nn.Conv(c, (k, k), padding="SAME", kernel_init=init, dtype=self.dtype,
-                                                name=name)
+        conv = lambda c, k, init, name: nn.Conv(
+            c, (k, k), padding="SAME", kernel_init=init, dtype=self.dtype, name=name
+        )
         h = nn.silu(nn.GroupNorm(_num_groups(c_in), epsilon=self.norm_eps, dtype=self.dtype, name="norm_in")(x))
         if self.resample != "none":
             resample = _upsample_2x if self.resample == "up" else _downsample_2x
             h, x = resample(h), resample(x)
         h = conv(c_out, 3, self.kernel_init, "conv_in")(h)
-        e = nn.Dense(c_out * (2 if self.scale_shift_norm else 1), kernel_init=self.kernel_init, dtype=self.dtype,
-                     name="emb")(nn.silu(emb))[:, None, None, :]
+        e = nn.Dense(
+            c_out * (2 if self.scale_shift_norm else 1), kernel_init=self.kernel_init, dtype=self.dtype, name="emb"
+        )(nn.silu(emb))[:, None, None, :]
         norm_out = nn.GroupNorm(_num_groups(c_out), epsilon=self.norm_eps, dtype=self.dtype, name="norm_out")
         if self.scale_shift_norm:
             scale, shift = jnp.split(e, 2, axis=-1)
@@ -163,6 +169,7 @@ def check_fields(fields: Mapping[str, Any], prefix: str = "") -> None:
 
     Only the fields present in ``fields`` are checked (``models.make`` passes the config's, ``UNet`` its own).
     """
+
     def fail(name: str, what: str) -> None:
         raise ValueError(f"{prefix}{name}={fields[name]!r}: {what}.")
 
@@ -171,11 +178,15 @@ def check_fields(fields: Mapping[str, Any], prefix: str = "") -> None:
 
     checks: dict[str, tuple[Callable[[Any], bool], str]] = {
         "base_channels": (lambda v: is_int(v) and v > 0 and v % 2 == 0, "must be a positive even integer"),
-        "channel_mults": (lambda v: isinstance(v, (tuple, list)) and len(v) > 0 and all(is_int(m) and m > 0 for m in v),
-                          "must be a non-empty tuple of positive integers"),
+        "channel_mults": (
+            lambda v: isinstance(v, (tuple, list)) and len(v) > 0 and all(is_int(m) and m > 0 for m in v),
+            "must be a non-empty tuple of positive integers",
+        ),
         "num_res_blocks": (lambda v: is_int(v) and v >= 1, "must be an integer >= 1"),
-        "attention_resolutions": (lambda v: isinstance(v, (tuple, list)) and all(is_int(r) and r > 0 for r in v),
-                                  "must be a tuple of feature-map resolutions (positive integers)"),
+        "attention_resolutions": (
+            lambda v: isinstance(v, (tuple, list)) and all(is_int(r) and r > 0 for r in v),
+            "must be a tuple of feature-map resolutions (positive integers)",
+        ),
         "num_heads": (lambda v: is_int(v) and v >= 1, "must be an integer >= 1"),
         "head_channels": (lambda v: is_int(v) and (v == -1 or v >= 1), "must be -1 (use num_heads) or >= 1"),
         "dropout": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "must be in [0, 1)"),
@@ -227,12 +238,15 @@ class UNet(nn.Module):
     def _heads(self, channels: int, where: str) -> int:
         if self.head_channels != -1:
             if channels % self.head_channels:
-                raise ValueError(f"UNet: attention {where} has {channels} channels, not a multiple of "
-                                 f"head_channels={self.head_channels}.")
+                raise ValueError(
+                    f"UNet: attention {where} has {channels} channels, not a multiple of "
+                    f"head_channels={self.head_channels}."
+                )
             return channels // self.head_channels
         if channels % self.num_heads:
-            raise ValueError(f"UNet: attention {where} has {channels} channels, not a multiple of "
-                             f"num_heads={self.num_heads}.")
+            raise ValueError(
+                f"UNet: attention {where} has {channels} channels, not a multiple of num_heads={self.num_heads}."
+            )
         return self.num_heads
 
     def _check_input(self, x: jax.Array) -> None:
@@ -241,14 +255,18 @@ class UNet(nn.Module):
         factor = 2 ** (len(self.channel_mults) - 1)
         height, width = x.shape[1:3]
         if height % factor or width % factor:
-            raise ValueError(f"UNet: input resolution {height}x{width} is not divisible by {factor} = 2^(number of "
-                             f"levels - 1) for channel_mults={tuple(self.channel_mults)}; pad or crop the images, "
-                             "or use fewer levels.")
-        resolutions = [height // 2 ** level for level in range(len(self.channel_mults))]
+            raise ValueError(
+                f"UNet: input resolution {height}x{width} is not divisible by {factor} = 2^(number of "
+                f"levels - 1) for channel_mults={tuple(self.channel_mults)}; pad or crop the images, "
+                "or use fewer levels."
+            )
+        resolutions = [height // 2**level for level in range(len(self.channel_mults))]
         missing = sorted(set(self.attention_resolutions) - set(resolutions))
         if missing:
-            raise ValueError(f"UNet: attention_resolutions {missing} are not feature-map resolutions of this net "
-                             f"on {height}x{width} inputs (those are {resolutions}).")
+            raise ValueError(
+                f"UNet: attention_resolutions {missing} are not feature-map resolutions of this net "
+                f"on {height}x{width} inputs (those are {resolutions})."
+            )
         for level, res in enumerate(resolutions):
             if res in self.attention_resolutions:
                 self._heads(self.base_channels * self.channel_mults[level], f"at resolution {res}")
@@ -260,12 +278,23 @@ class UNet(nn.Module):
         batch, c0 = x.shape[0], self.base_channels
         init, eps, ddpmpp = _INITS[self.layout], _NORM_EPS[self.layout], self.layout == "ddpmpp"
         dense = lambda c, name: nn.Dense(c, kernel_init=init, dtype=self.dtype, name=name)
-        conv3 = lambda c, name, kinit=init: nn.Conv(c, (3, 3), padding="SAME", kernel_init=kinit, dtype=self.dtype,
-                                                    name=name)
+        conv3 = lambda c, name, kinit=init: nn.Conv(
+            c, (3, 3), padding="SAME", kernel_init=kinit, dtype=self.dtype, name=name
+        )
 
         def block(h, c, name, resample="none"):
-            return ResBlock(c, resample, self.dropout, self.scale_shift_norm, self.skip_rescale, ddpmpp, eps, init,
-                            self.dtype, name=name)(h, emb, train)
+            return ResBlock(
+                c,
+                resample,
+                self.dropout,
+                self.scale_shift_norm,
+                self.skip_rescale,
+                ddpmpp,
+                eps,
+                init,
+                self.dtype,
+                name=name,
+            )(h, emb, train)
 
         def attend(h, name):
             return Attention(self._heads(h.shape[-1], name), self.skip_rescale, eps, init, self.dtype, name=name)(h)
@@ -291,8 +320,15 @@ class UNet(nn.Module):
                 if self.resblock_updown:
                     h = block(h, h.shape[-1], f"down_{level}_resample", resample="down")
                 else:
-                    h = nn.Conv(h.shape[-1], (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), kernel_init=init,
-                                dtype=self.dtype, name=f"down_{level}_resample")(h)
+                    h = nn.Conv(
+                        h.shape[-1],
+                        (3, 3),
+                        strides=(2, 2),
+                        padding=((1, 1), (1, 1)),
+                        kernel_init=init,
+                        dtype=self.dtype,
+                        name=f"down_{level}_resample",
+                    )(h)
                 skips.append(h)
                 res //= 2
 
@@ -302,8 +338,9 @@ class UNet(nn.Module):
 
         for level in reversed(range(len(self.channel_mults))):
             for i in range(self.num_res_blocks + 1):
-                h = block(jnp.concatenate([h, skips.pop()], axis=-1), c0 * self.channel_mults[level],
-                          f"up_{level}_block_{i}")
+                h = block(
+                    jnp.concatenate([h, skips.pop()], axis=-1), c0 * self.channel_mults[level], f"up_{level}_block_{i}"
+                )
                 if res in self.attention_resolutions and not ddpmpp:
                     h = attend(h, f"up_{level}_attn_{i}")
             if res in self.attention_resolutions and ddpmpp:
@@ -333,33 +370,69 @@ def num_params(module: nn.Module, input_shape: Sequence[int]) -> int:
 
 # Presets: the kwargs of the networks the papers train; configs cite them as model.preset.
 
+
 def ddpmpp_cifar10() -> dict[str, Any]:
-    """DDPM++ of rectified flow / DANSM on CIFAR-10 (DANSM Tables 1, 2, 6; the paper gives no architecture, its
-    code's `cifar10_rf_gaussian_ddpmpp` config does, as summarised in the DANSM brief Sec. 5.2: nf 128,
-    ch_mult (1,2,2,2), 4 res blocks, attention at 16, dropout 0.15, positional embedding of 999 t, BigGAN
-    residual up/down blocks, skip_rescale, no FIR)."""
-    return dict(base_channels=128, channel_mults=(1, 2, 2, 2), num_res_blocks=4, attention_resolutions=(16,),
-                num_heads=1, head_channels=-1, dropout=0.15, time_embed="positional", time_scale=999.0,
-                resblock_updown=True, scale_shift_norm=False, skip_rescale=True, layout="ddpmpp")
+    """DDPM++ of rectified flow / DANSM on CIFAR-10 (DANSM Tables 1, 2, 6; the paper gives no architecture, the
+    authors' released code's `cifar10_rf_gaussian_ddpmpp` config does: nf 128, ch_mult (1,2,2,2), 4 res
+    blocks, attention at 16, dropout 0.15, positional embedding of 999 t, BigGAN residual up/down blocks,
+    skip_rescale, no FIR)."""
+    return dict(
+        base_channels=128,
+        channel_mults=(1, 2, 2, 2),
+        num_res_blocks=4,
+        attention_resolutions=(16,),
+        num_heads=1,
+        head_channels=-1,
+        dropout=0.15,
+        time_embed="positional",
+        time_scale=999.0,
+        resblock_updown=True,
+        scale_shift_norm=False,
+        skip_rescale=True,
+        layout="ddpmpp",
+    )
 
 
 def ddpm_cifar10() -> dict[str, Any]:
-    """DDPM UNet of DANSM's diffusion-model runs on CIFAR-10 (DANSM Table 4; its code's ermongroup DDIM
-    "simple" UNet, DANSM brief Sec. 5.2: ch 128, ch_mult (1,2,2,2), 2 res blocks, attention at 16, dropout 0.1;
-    time scaled to DDPM's 1000 discrete steps)."""
-    return dict(base_channels=128, channel_mults=(1, 2, 2, 2), num_res_blocks=2, attention_resolutions=(16,),
-                num_heads=1, head_channels=-1, dropout=0.1, time_embed="positional", time_scale=999.0,
-                resblock_updown=False, scale_shift_norm=False, skip_rescale=False, layout="adm")
+    """DDPM UNet of DANSM's diffusion-model runs on CIFAR-10 (DANSM Table 4; the paper gives no architecture,
+    the authors' released code uses the ermongroup DDIM "simple" UNet: ch 128, ch_mult (1,2,2,2), 2 res blocks,
+    attention at 16, dropout 0.1; time scaled to DDPM's 1000 discrete steps)."""
+    return dict(
+        base_channels=128,
+        channel_mults=(1, 2, 2, 2),
+        num_res_blocks=2,
+        attention_resolutions=(16,),
+        num_heads=1,
+        head_channels=-1,
+        dropout=0.1,
+        time_embed="positional",
+        time_scale=999.0,
+        resblock_updown=False,
+        scale_shift_norm=False,
+        skip_rescale=False,
+        layout="adm",
+    )
 
 
 def _adm_loom(channels: int, num_res_blocks: int, mults: tuple[int, ...], attention: tuple[int, ...]) -> dict[str, Any]:
-    # LOOM-CFM App. C and its code (LOOM-CFM brief Sec. 2.1): guided-diffusion UNetModel with
+    # LOOM-CFM App. C (ADM, Dhariwal & Nichol 2021) and its released code: guided-diffusion UNetModel with
     # use_scale_shift_norm=False, resblock_updown=False, conv_resample=True; sinusoidal embedding of raw t in
     # [0, 1]; Table 4: 4 heads, 64 head channels (64 wins, as in guided-diffusion), dropout 0.1.
-    return dict(base_channels=channels, channel_mults=mults, num_res_blocks=num_res_blocks,
-                attention_resolutions=attention, num_heads=4, head_channels=64, dropout=0.1,
-                time_embed="positional", time_scale=1.0, resblock_updown=False, scale_shift_norm=False,
-                skip_rescale=False, layout="adm")
+    return dict(
+        base_channels=channels,
+        channel_mults=mults,
+        num_res_blocks=num_res_blocks,
+        attention_resolutions=attention,
+        num_heads=4,
+        head_channels=64,
+        dropout=0.1,
+        time_embed="positional",
+        time_scale=1.0,
+        resblock_updown=False,
+        scale_shift_norm=False,
+        skip_rescale=False,
+        layout="adm",
+    )
 
 
 def adm_cifar10() -> dict[str, Any]:
@@ -386,15 +459,28 @@ def adm_ffhq256_latent() -> dict[str, Any]:
     return _adm_loom(256, 2, (1, 2, 3, 4), (16, 8, 4))
 
 
-def _ddpmpp_edm(channels: int, num_res_blocks: int, attention: tuple[int, ...],
-                out_channels: int = 0) -> dict[str, Any]:
+def _ddpmpp_edm(
+    channels: int, num_res_blocks: int, attention: tuple[int, ...], out_channels: int = 0
+) -> dict[str, Any]:
     # Curvature paper App. C (code configs/*.json): EDM SongUNet, channel_mult [2,2,2], channel_mult_emb 4,
     # positional embedding of raw t, one attention head, dropout 0.13 (Table 4), skip_scale sqrt(0.5),
     # residual resampling blocks with 1x1 skip projection (resample_proj=True).
-    return dict(base_channels=channels, channel_mults=(2, 2, 2), num_res_blocks=num_res_blocks,
-                attention_resolutions=attention, num_heads=1, head_channels=-1, dropout=0.13,
-                time_embed="positional", time_scale=1.0, resblock_updown=True, scale_shift_norm=False,
-                skip_rescale=True, out_channels=out_channels, layout="ddpmpp")
+    return dict(
+        base_channels=channels,
+        channel_mults=(2, 2, 2),
+        num_res_blocks=num_res_blocks,
+        attention_resolutions=attention,
+        num_heads=1,
+        head_channels=-1,
+        dropout=0.13,
+        time_embed="positional",
+        time_scale=1.0,
+        resblock_updown=True,
+        scale_shift_norm=False,
+        skip_rescale=True,
+        out_channels=out_channels,
+        layout="ddpmpp",
+    )
 
 
 def ddpmpp_edm_cifar10() -> dict[str, Any]:
@@ -417,6 +503,17 @@ def ddpmpp_edm_encoder_cifar10() -> dict[str, Any]:
     return _ddpmpp_edm(32, 2, (16,), out_channels=6)
 
 
-PRESETS: dict[str, Callable[[], dict[str, Any]]] = {f.__name__: f for f in (
-    ddpmpp_cifar10, ddpm_cifar10, adm_cifar10, adm_imagenet32, adm_imagenet64, adm_ffhq256_latent,
-    ddpmpp_edm_cifar10, ddpmpp_edm_mnist, ddpmpp_edm_encoder_cifar10)}
+PRESETS: dict[str, Callable[[], dict[str, Any]]] = {
+    f.__name__: f
+    for f in (
+        ddpmpp_cifar10,
+        ddpm_cifar10,
+        adm_cifar10,
+        adm_imagenet32,
+        adm_imagenet64,
+        adm_ffhq256_latent,
+        ddpmpp_edm_cifar10,
+        ddpmpp_edm_mnist,
+        ddpmpp_edm_encoder_cifar10,
+    )
+}

@@ -2,7 +2,9 @@
 
 With X0 ~ N(0, I_d) and X1 ~ Σ_k π_k N(μ_k, σ_k² I_d) drawn independently, X_t = (1 − t) X0 + t X1
 given component k is N(t μ_k, s_k(t) I_d) with s_k(t) = t² σ_k² + (1 − t)², and the rectified-flow
-drift v(x, t) = E[X1 − X0 | X_t = x] has the closed form (NOTES.md; the brief's (A.18))
+drift v(x, t) = E[X1 − X0 | X_t = x] has the closed form of the paper's Eq. (A.18), which follows
+from the Gaussian conditionals E[X1 | X_t = x, k] = μ_k + (t σ_k² / s_k(t)) (x − t μ_k) and
+E[X0 | X_t = x, k] = ((1 − t) / s_k(t)) (x − t μ_k), weighted by the posterior of component k:
 
     v(x, t) = Σ_k w_k(x, t) [ μ_k + ((t σ_k² − (1 − t)) / s_k(t)) (x − t μ_k) ],
     w_k(x, t) = softmax_k( log π_k − ‖x − t μ_k‖² / (2 s_k(t)) − (d / 2) log s_k(t) ).
@@ -15,6 +17,7 @@ Z_t = t μ + sqrt((1 − t)² + t² σ²) Z_0, so Z_1 = σ Z_0 + μ (the Monge m
 
 All functions are pure; random draws take a key.
 """
+
 from __future__ import annotations
 
 from typing import Callable, NamedTuple
@@ -28,8 +31,9 @@ from flowjax import integrators
 VelocityFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 _R2 = np.sqrt(2.0)
-# Component means of the paper's Section 5 simulations, from the authors' code (NOTES.md): each
-# K's list is a prefix of the K = 4 list except K = 2, whose two means differ only in x.
+# Component means of the paper's Section 5.1 simulations (Example 1), as the authors' released code sets
+# them (the paper's Sec. 5 links it): each K's list is a prefix of the K = 4 list ("for K = 4 ... same as
+# in the case with K = 3") except K = 2, whose two means differ only in x (the setting of Theorem 4.4).
 _PAPER_MEANS = {
     1: [(7 / _R2, 5 / _R2)],
     2: [(2.0, 5 / _R2), (-2.0, 5 / _R2)],

@@ -1,0 +1,249 @@
+"""The training data of a config: its kind decided once, here, and one `Dataset` for the rest of the code.
+
+Kinds (`kind`, from ``data.name``):
+
+- ``"toy"``: a 2-D toy of `toy2d`, drawn fresh every step (``data.num_train = 0``) or a fixed set of
+  ``data.num_train`` points;
+- ``"digits"``: the offline 8 x 8 digits of `digits` (training split; its first ``num_train`` if > 0);
+- ``"images"``: a TFDS data set or an image folder, read by example index (`images.ImageSource`);
+- ``"pairs"``: a teacher's stored (x0, x1) pairs (`flowjax.rectify`), read by index from memory-mapped
+  shards; its batches carry the stored noise ``"x0"`` of each x1.
+
+The global batch of a step is a pure function of (``training.seed``, step): fresh draws with key
+``fold_in(fold_in(PRNGKey(seed), DATA_KEY), step)``, or an epoch-wise shuffled batch of the fixed
+training set (`stream.batch_indices` with key ``fold_in(PRNGKey(seed), DATA_KEY)``), which LOOM-CFM's
+assignment state indexes. It is drawn whole and sliced per process and device by the input pipeline,
+so the data do not depend on the number of hosts or devices.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Iterator, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from flowjax.data import digits, images, pairs, stream, toy2d
+
+KINDS = ("toy", "digits", "images", "pairs")
+DATA_KEY = images.DATA_KEY  # fold_in(PRNGKey(training.seed), DATA_KEY): the key of every data order
+
+
+def kind(data: ml_collections.ConfigDict | dict) -> str:
+    """The kind of data a config's ``data`` section names (one of `KINDS`)."""
+    name = data["name"]
+    if name == "pairs":
+        return "pairs"
+    if images.is_image_dataset(name):
+        return "images"
+    return "digits" if name == "digits" else "toy"
+
+
+class Dataset(NamedTuple):
+    """What training, evaluation and rectification need of the data, whatever its kind.
+
+    ``global_batch(step)`` is the whole global batch of ``step`` as host or device arrays: ``"x1"``
+    [B, ...], ``"index"`` [B] training-set indices (-1 for fresh draws) and, for stored pairs, ``"x0"``.
+    ``read(indices)`` gives the examples x1 of a fixed training set (None for fresh draws).
+    ``stream(start_step)``, for image data sets, iterates this process's per-device batches from
+    ``start_step`` on, read ahead by background threads (`images.batches`).
+    """
+
+    kind: str
+    shape: tuple[int, ...]  # of one example
+    num_examples: int  # indices of the fixed training set; 0: fresh draws every step
+    noise_one: Callable[[jax.Array], jax.Array]  # key -> one noise sample x0 of the source distribution
+    global_batch: Callable[[int], dict]
+    read: Callable[[np.ndarray], Any] | None = None
+    stream: Callable[[int], Iterator[dict]] | None = None
+    epoch_size: int = 0  # examples an epoch reads, if not num_examples (images whose flips are examples of their own)
+
+    @property
+    def examples_per_epoch(self) -> int:
+        """Distinct examples an epoch of the fixed training set reads (`stream.batch_indices`'s range)."""
+        return self.epoch_size or self.num_examples
+
+    @property
+    def stored_noise(self) -> bool:
+        """Whether the batches carry their noise (stored pairs); otherwise the train step draws it."""
+        return self.kind == "pairs"
+
+
+def noise_sampler(data: ml_collections.ConfigDict | dict, shape: tuple[int, ...]) -> Callable:
+    """``key -> one noise sample``: N(0, I) of ``shape`` (``data.source = "normal"``; always for images and
+    digits), or one draw of the 2-D toy named by ``data.source``."""
+    source = data.get("source", "normal")
+    if source == "normal" or kind(data) in ("digits", "images"):
+        return lambda key: jax.random.normal(key, shape)
+    sampler = toy2d.get_sampler(source, **toy2d.config_kwargs(source, data))
+    return lambda key: sampler(key, 1)[0]
+
+
+def num_examples(data: ml_collections.ConfigDict) -> int:
+    """Indices of the fixed training set of a toy, the digits or stored pairs (0: fresh toy samples), read
+    without loading the data; an image data set's size is known once it is opened (`from_config`)."""
+    if data.name == "digits":
+        return data.num_train or len(digits.from_config(data, "train")[1])
+    if data.name == "pairs":
+        stored = pairs.read_manifest(data.data_dir)["num_pairs"]
+        if data.num_train > stored:
+            raise ValueError(f"data.num_train={data.num_train} exceeds the {stored} pairs in {data.data_dir}.")
+        return data.num_train or stored
+    return data.num_train
+
+
+def validate(data: ml_collections.ConfigDict, batch_size: int) -> int:
+    """Checks the ``data`` section before any data are read; returns `num_examples` (0 for image data sets
+    and fresh toy draws)."""
+    if data.num_train < 0:
+        raise ValueError(f"data.num_train must be >= 0 (0: fresh samples every step), got {data.num_train}.")
+    if data.flip_as_example and not (kind(data) == "images" and data.random_flip):
+        raise ValueError(
+            "data.flip_as_example makes flipped images examples of their own: it needs an image data "
+            "set and data.random_flip=True."
+        )
+    if data.num_classes and data.name != "digits":
+        raise ValueError(
+            f"data.num_classes={data.num_classes} keeps the first digits classes: it needs data.name='digits'."
+        )
+    if kind(data) == "images":
+        return 0
+    if kind(data) == "pairs":
+        pairs.require_dir(data.data_dir)
+    n = num_examples(data)
+    if n:
+        stream.steps_per_epoch(n, batch_size)
+    return n
+
+
+def _fixed(x1: np.ndarray, key: jax.Array, batch_size: int) -> Callable[[int], dict]:
+    """Global batches of a training set in memory, gathered with NumPy on the host (a JAX dispatch per
+    step would cost more than the gather; the step's call moves the batch to the devices)."""
+    indices_at = stream.host_batch_indices(key, x1.shape[0], batch_size)
+
+    def global_batch(step: int) -> dict:
+        index = indices_at(step)
+        return {"x1": x1[index], "index": index}
+
+    return global_batch
+
+
+def from_config(config: ml_collections.ConfigDict) -> Dataset:
+    """The `Dataset` of ``config.data`` with the global batch ``config.training.batch_size`` and data order
+    of ``config.training.seed`` (checks as `validate`)."""
+    data, batch_size, seed = config.data, config.training.batch_size, config.training.seed
+    validate(data, batch_size)
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), DATA_KEY)
+    what = kind(data)
+    if what == "images":
+        source = images.source_from_config(data)
+        stream.steps_per_epoch(source.num_examples, batch_size)  # batch <= data set
+        read_step = images.step_reader(
+            source, batch_size, seed, flip=data.random_flip, flip_as_example=data.flip_as_example
+        )
+
+        @functools.lru_cache(maxsize=1)  # the input pipeline often re-reads the batch its pools just read
+        def image_batch(step: int) -> dict:
+            batch = read_step(step)
+            return {"x1": batch["x1"], "index": batch["index"]}
+
+        def image_stream(start_step: int) -> Iterator[dict]:
+            for batch in images.batches(
+                source,
+                batch_size,
+                seed,
+                flip=data.random_flip,
+                flip_as_example=data.flip_as_example,
+                local_devices=jax.local_device_count(),
+                start_step=start_step,
+            ):
+                yield {"x1": batch["x1"], "index": batch["index"]}
+
+        size = source.num_examples * (2 if data.flip_as_example else 1)
+        return Dataset(
+            what,
+            source.shape,
+            size,
+            noise_sampler(data, source.shape),
+            image_batch,
+            source.get,
+            image_stream,
+            source.num_examples,
+        )
+    if what == "pairs":
+        stored = pairs.open_pairs(data.data_dir, data.num_train)
+        teacher = pairs.read_manifest(data.data_dir).get("data") or {}
+        indices_at = stream.host_batch_indices(key, stored.num_pairs, batch_size)
+
+        def pairs_batch(step: int) -> dict:  # NumPy, like the training sets in memory
+            index = indices_at(step)
+            x0, x1 = stored.read(index)
+            return {"x1": x1, "index": index, "x0": x0}
+
+        return Dataset(
+            what,
+            stored.shape,
+            stored.num_pairs,
+            noise_sampler(teacher, stored.shape),
+            pairs_batch,
+            lambda index: stored.read(index)[1],
+        )
+    if what == "digits":
+        if data.source != "normal":
+            raise ValueError(f"data.source={data.source!r}: digits are generated from noise; set data.source='normal'.")
+        if data.image_size not in (0, 8, 16):
+            raise ValueError(f"data.image_size must be 8 (or 0, native) or 16 for digits, got {data.image_size}.")
+        x1, _ = digits.from_config(data, "train")
+        if data.num_train > x1.shape[0]:
+            raise ValueError(f"data.num_train={data.num_train} exceeds the {x1.shape[0]} digits of the training split.")
+        x1 = x1[: data.num_train or None]
+        return Dataset(
+            what,
+            x1.shape[1:],
+            x1.shape[0],
+            noise_sampler(data, x1.shape[1:]),
+            _fixed(x1, key, batch_size),
+            lambda index: x1[index],
+        )
+    draw = toy2d.get_sampler(data.name, **toy2d.config_kwargs(data.name, data))
+    shape = tuple(jax.eval_shape(lambda k: draw(k, 1), jax.random.PRNGKey(0)).shape[1:])
+    noise_one = noise_sampler(data, shape)
+    if data.num_train:
+        x1 = np.asarray(
+            toy2d.train_set(data.name, data.num_train, seed=data.train_seed, **toy2d.config_kwargs(data.name, data))
+        )
+        return Dataset(what, shape, x1.shape[0], noise_one, _fixed(x1, key, batch_size), lambda index: x1[index])
+
+    @jax.jit
+    def fresh_batch(step):
+        return {"x1": draw(jax.random.fold_in(key, step), batch_size), "index": jnp.full((batch_size,), -1, jnp.int32)}
+
+    return Dataset(what, shape, 0, noise_one, fresh_batch)
+
+
+def held_out(config: ml_collections.ConfigDict) -> Any:
+    """The held-out set samples are compared with: a toy's test set of ``eval.num_samples`` points, the
+    digits test split (then ``eval.num_samples`` must equal its size: exact W2 pairs them one to one), or
+    for an image data set the `images.ImageSource` of ``eval.fid_split``. Runs on stored pairs are
+    evaluated against their teacher's data (`flowjax.rectify.evaluation_config`)."""
+    data, n = config.data, config.eval.num_samples
+    what = kind(data)
+    if what == "images":
+        return images.source_from_config(data, split=config.eval.fid_split)
+    if what == "digits":
+        test, _ = digits.from_config(data, "test")
+        if n != test.shape[0]:
+            raise ValueError(
+                f"eval.num_samples={n}: W2 against the digits test split needs exactly its "
+                f"{test.shape[0]} images; set --config.eval.num_samples={test.shape[0]}."
+            )
+        return jnp.asarray(test)
+    if what == "pairs":
+        raise ValueError(
+            "A run on stored pairs is evaluated against its teacher's data: pass the config through "
+            "flowjax.rectify.evaluation_config first."
+        )
+    return toy2d.test_set(data.name, n, seed=data.test_seed, **toy2d.config_kwargs(data.name, data))

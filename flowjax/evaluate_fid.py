@@ -1,0 +1,164 @@
+"""FID of the evaluation sweep for image data sets (`dataset.kind` "images"), run by `flowjax.evaluate`.
+
+Samples and reference images go through the FID Inception in batches of ``eval.batch_size``, and only running
+feature statistics are kept (`fid.merge_stats`), so 50,000 samples never sit on the device at once. The
+reference statistics are computed once and cached (`reference_stats_path`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from typing import Callable, Iterable, Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from flowjax import metrics, plots
+from flowjax.data import dataset as datasets
+from flowjax.data import images
+from flowjax.metrics import fid
+
+Sampler = Callable  # (params, x0) -> (x1, nfe actually used): `flowjax.evaluate.sampler`
+
+
+def validate_fid(config: ml_collections.ConfigDict) -> None:
+    """Image data sets: the FID Inception weights file exists, and the batch and sample counts make sense."""
+    ev, weights = config.eval, config.eval.inception_weights
+    if not weights or not os.path.isfile(weights):
+        what = f"eval.inception_weights={weights!r} does not exist" if weights else "eval.inception_weights is not set"
+        raise FileNotFoundError(
+            f"data.name={config.data.name!r} is evaluated with FID, but {what}. Download pytorch-fid's "
+            "pt_inception-2015-12-05-6726825d.pth (release fid_weights of github.com/mseitzer/pytorch-fid), convert "
+            "it with `python scripts/convert_inception_weights.py pt_inception-2015-12-05-6726825d.pth "
+            "fid_inception.npz` and pass --config.eval.inception_weights=fid_inception.npz."
+        )
+    for field, low in (("batch_size", 1), ("num_samples", 2), ("fid_num_reference", 0)):
+        if not isinstance(ev[field], int) or ev[field] < low:
+            raise ValueError(f"eval.{field} must be an integer >= {low} for FID, got {ev[field]!r}.")
+
+
+def fid_feature_fn(config: ml_collections.ConfigDict) -> Callable[[jax.Array], jax.Array]:
+    """``images [B, H, W, C] in [-1, 1] -> features [B, 2048]`` of the FID Inception at eval.inception_weights."""
+    return fid.inception_feature_fn(fid.load_inception_params(config.eval.inception_weights))
+
+
+@jax.jit
+def quantize(x: jax.Array) -> jax.Array:
+    """Samples as the 8-bit images a PNG file would hold, back in [-1, 1]: clipped, round((x + 1) * 127.5) / 127.5 - 1.
+
+    FID compares samples with uint8 data (`images.to_unit_range`), so samples are featurised as images too.
+    """
+    return jnp.round((jnp.clip(x, -1.0, 1.0) + 1.0) * 127.5) / 127.5 - 1.0
+
+
+def batch_noise(noise_one: Callable, batch_size: int) -> Callable[[jax.Array], jax.Array]:
+    """``keys [n <= batch_size] -> x0 [n, ...]``, x0[i] = noise_one(keys[i]), compiled once for all batches
+    (keys padded to ``batch_size``): the noise of a sample depends on its key only, not on the batching."""
+    run = jax.jit(jax.vmap(noise_one))
+    return lambda keys: run(fid.pad_to(keys, batch_size))[: keys.shape[0]]
+
+
+def reference_count(config: ml_collections.ConfigDict, source: images.ImageSource) -> int:
+    """How many reference images FID uses: the first eval.fid_num_reference, or all of them when 0."""
+    n = config.eval.fid_num_reference or source.num_examples
+    if not 2 <= n <= source.num_examples:
+        raise ValueError(
+            f"eval.fid_num_reference={config.eval.fid_num_reference}: the reference split "
+            f"{config.eval.fid_split!r} has {source.num_examples} images (need 2 to all of them; 0: all)."
+        )
+    return n
+
+
+def reference_stats_path(config: ml_collections.ConfigDict, workdir: str, source: images.ImageSource) -> str:
+    """eval.fid_stats, or ``<workdir>/eval/fid_reference_<data>_<side>px_<n>.npz``.
+
+    <data> is ``<data.name>_<eval.fid_split>`` for TFDS, and ``folder-<folder name>-<hash of its absolute
+    path>`` for an image folder (a folder has no splits; the hash tells apart folders of the same name).
+    """
+    if config.eval.fid_stats:
+        return config.eval.fid_stats
+    if config.data.name == "folder":
+        folder = os.path.abspath(config.data.data_dir)
+        data = f"folder-{os.path.basename(folder)}-{hashlib.sha1(folder.encode()).hexdigest()[:8]}"
+    else:
+        data = f"{config.data.name}_{config.eval.fid_split}"
+    name = f"fid_reference_{data}_{source.shape[0]}px_{reference_count(config, source)}.npz"
+    return os.path.join(workdir, "eval", re.sub(r"[^\w.+-]+", "-", name))
+
+
+def reference_batches(source: images.ImageSource, n: int, batch_size: int) -> Iterable[np.ndarray]:
+    """The first ``n`` images of ``source`` in batches of ``batch_size``."""
+    for start in range(0, n, batch_size):
+        yield source.get(np.arange(start, min(start + batch_size, n)))
+
+
+def evaluate_images(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    velocity_fn: Callable,
+    params,
+    noise_one: Callable,
+    samplers: Mapping[tuple[str, int | None], Sampler],
+    per_panel: int = 36,
+) -> list[dict]:
+    """FID of eval.num_samples samples for every (solver, nfe) of the sweep, plus the trajectory row.
+
+    ``samplers``: one compiled sampler per (solver, nfe) of the sweep, in sweep order (`flowjax.evaluate`
+    builds them with its `sampler` at its `sweep_points`); ``config`` has passed `flowjax.evaluate.validate`.
+    Samples are generated, quantised (`quantize`) and featurised in batches of eval.batch_size. Sample i starts
+    from ``noise_one(keys[i])`` with ``keys = split(PRNGKey(eval.seed), eval.num_samples)`` (the noise of
+    `flowjax.evaluate.eval_noise`), whatever the batching.
+    The reference statistics (eval.fid_split, see `reference_stats_path`) are computed once and cached.
+    Rows: {"solver", "nfe", "fid"}, and {"solver": "euler", "nfe": eval.path_nfe, straightness, curvature,
+    loom_curvature} on the first min(eval.num_path_samples, eval.num_samples) samples (no FID there: it would
+    cost a path_nfe-step sweep of all samples, and FID on fewer samples is biased, so not comparable).
+    Writes eval/samples.png (the first reference images and samples of each row); `flowjax.evaluate.evaluate`
+    writes the rows to eval/metrics.json.
+    """
+    ev, size = config.eval, config.eval.batch_size
+    feature_fn = fid_feature_fn(config)
+    source = datasets.held_out(config)
+    n_ref = reference_count(config, source)
+    ref_stats = fid.cached_stats(
+        reference_stats_path(config, workdir, source),
+        lambda: fid.feature_stats(feature_fn, reference_batches(source, n_ref, size), size),
+    )
+
+    keys = jax.random.split(jax.random.PRNGKey(ev.seed), ev.num_samples)
+    noise = batch_noise(noise_one, size)
+    chunks = [keys[i : i + size] for i in range(0, ev.num_samples, size)]
+    rows, grid = [], {}
+    for (solver, nfe), run in samplers.items():
+        acc, used, shown = None, 0, []
+        for i, chunk in enumerate(chunks):
+            x1, chunk_nfe = run(params, noise(chunk))
+            used = max(used, chunk_nfe)  # dopri5 adapts its steps to each batch: report the most any batch used
+            acc = fid.merge_stats(acc, fid.batch_features(feature_fn, quantize(x1), size))
+            if i * size < per_panel:  # the first per_panel samples, for the image grid
+                shown.append(np.asarray(x1[: per_panel - i * size]))
+        rows.append({"solver": solver, "nfe": used, "fid": fid.frechet_distance(*fid.merged_stats(acc), *ref_stats)})
+        grid[f"{solver} NFE={used}"] = np.concatenate(shown)
+
+    # Straightness, curvature and LOOM curvature are each a plain mean over samples of a per-sample value
+    # (straightness: mean over samples of the time-averaged squared deviation; curvature: the same per element,
+    # every sample having D elements; LOOM: mean over samples of the time-averaged 1 - cosine), so the mean
+    # of the batch means weighted by batch size is exactly their value on all samples at once.
+    m = min(ev.num_path_samples, ev.num_samples)
+    traj = jax.jit(lambda p, x: metrics.trajectory_metrics(lambda y, t: velocity_fn(p, y, t), x, ev.path_nfe))
+    sums = {}
+    for start in range(0, m, size):
+        x0 = noise(keys[start : min(start + size, m)])
+        for k, v in traj(params, x0).items():
+            sums[k] = sums.get(k, 0.0) + float(v) * x0.shape[0]
+    rows.append({"solver": "euler", "nfe": ev.path_nfe, **{k: v / m for k, v in sums.items()}})
+
+    out = os.path.join(workdir, "eval")
+    os.makedirs(out, exist_ok=True)
+    target = source.get(np.arange(min(per_panel, source.num_examples)))
+    title = "image folder" if config.data.name == "folder" else f"{ev.fid_split} set"
+    plots.plot_image_samples(os.path.join(out, "samples.png"), target, grid, per_panel, target_title=title)
+    return rows

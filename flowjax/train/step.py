@@ -1,0 +1,153 @@
+"""The pure per-device train step: pairing (noise, coupling) and update (loss, Adam, EMA).
+
+Run under `jax.pmap` (axis ``"batch"``), gradients averaged with `lax.pmean`; the coupling is solved
+inside the step on each device's local minibatch (or, with ``coupling.scope = "global"``, on the
+all-gathered one).
+
+Randomness is device-count invariant: the noise and the time of example j of a global batch are drawn
+from ``fold_in(step_key, j)`` (`keys.per_index_keys`), so the same global batch gives the same loss and
+gradient on 1 or N devices (for couplings solved per device, up to how the batch is split).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax import lax
+
+from flowjax import couplings, interpolants, losses
+from flowjax.keys import per_index_keys
+
+AXIS = "batch"
+# What the network predicts for each loss.name: a velocity (flow matching) or the noise (DDPM's epsilon loss).
+PREDICTION = {"flow_matching": "velocity", "epsilon": "epsilon"}
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    ema_params: Any
+    opt_state: Any
+    coupling_state: Any = None
+
+
+def make_optimizer(cfg: ml_collections.ConfigDict, num_steps: int) -> optax.GradientTransformation:
+    """Adam(W) with linear warm-up, then constant or cosine decay; global-norm clipping first."""
+    lr, warmup = cfg.learning_rate, cfg.warmup_steps
+    if cfg.schedule == "constant":
+        schedule = (
+            optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), optax.constant_schedule(lr)], [warmup])
+            if warmup > 0
+            else optax.constant_schedule(lr)
+        )
+    elif cfg.schedule == "cosine":
+        schedule = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(num_steps, warmup + 1))
+    else:
+        raise ValueError(f"Unknown optim.schedule {cfg.schedule!r}; choose 'constant' or 'cosine'.")
+    adam = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), adam) if cfg.grad_clip > 0 else adam
+
+
+def make_train_step(
+    config: ml_collections.ConfigDict,
+    apply_fn: Callable,
+    tx: optax.GradientTransformation,
+    coupling: couplings.Coupling,
+    noise_one: Callable,
+    *,
+    noise_in_batch: bool = False,
+    match_only_steps: int = 0,
+    split: bool = False,
+) -> Callable:
+    """Per-device step ``(state, batch, key) -> (state, metrics)``; run it under pmap(axis 'batch').
+
+    ``apply_fn(params, x, t, **kw)`` is the network, called with ``train=True`` and a per-device dropout rng.
+
+    ``batch``: {"x1": [b, ...] data, "index": [b] training-set indices (-1 for a fresh stream)}, and with
+    ``noise_in_batch`` the noise "x0" [b, ...] the input stream has already paired (pool couplings, stored
+    pairs); otherwise the step draws it with ``noise_one(key)``. ``coupling.couple(key, x0, x1,
+    coupling_state, index)`` pairs them (a pool coupling's keeps the pairs as given). During the first
+    ``match_only_steps`` steps only the coupling state changes (LOOM-CFM's "train after convergence").
+
+    With ``training.steps_per_call = K > 1`` the function takes K steps, ``(state, batches, keys)`` with
+    the leaves of ``batches`` [K, b, ...] and ``keys`` [K], and returns the metrics of each step ([K]).
+    Each step is the single step's computation on its own batch and key; a coupling that is not
+    ``stateful`` has its K pairings computed first, together (the K host assignments of exact OT run on all CPU cores).
+    ``split=True`` returns the two parts of a stateless coupling's K steps: ``pairings(batches, keys)``
+    and ``updates(state, paired, keys) -> (state, metrics)``.
+    """
+    interp = interpolants.get(config.loss.interpolant, config.loss.sigma_min)
+    sched = interpolants.schedule(config.loss.interpolant, config.loss.sigma_min)
+    sample_t = losses.get_time_sampler(config.loss.time_sampler, config.loss.time_mean, config.loss.time_std)
+    sigma, decay = config.loss.sigma, config.training.ema_decay
+
+    def per_example(key, b):
+        return per_index_keys(key, lax.axis_index(AXIS) * b + jnp.arange(b))  # position in the global batch
+
+    def pair(coupling_state, batch: dict, key: jax.Array):
+        x1 = batch["x1"]
+        k_src, _, _, k_cpl = jax.random.split(key, 4)
+        x0 = batch["x0"] if noise_in_batch else jax.vmap(noise_one)(per_example(k_src, x1.shape[0]))
+        return coupling.couple(k_cpl, x0, x1, coupling_state, batch["index"])
+
+    def update(state: TrainState, paired: tuple, key: jax.Array):
+        x0, x1, coupling_state, info = paired
+        _, k_t, k_sig, _ = jax.random.split(key, 4)
+        b = x1.shape[0]
+        t = jax.vmap(lambda k: sample_t(k, 1)[0])(per_example(k_t, b))
+        noise = jax.vmap(lambda k: jax.random.normal(k, x1.shape[1:]))(per_example(k_sig, b)) if sigma > 0 else None
+        k_drop = jax.random.fold_in(jax.random.fold_in(key, 7), lax.axis_index(AXIS))
+        net = lambda p, x, s: apply_fn(p, x, s, train=True, rngs={"dropout": k_drop})
+
+        # the losses average over features; "sum" scales by their number (DDPM's code sums over pixels)
+        scale = float(np.prod(x1.shape[1:])) if config.loss.feature_reduction == "sum" else 1.0
+
+        def loss_fn(params):
+            if config.loss.name == "epsilon":
+                return scale * losses.epsilon_loss(net, params, x0, x1, t, schedule=sched)
+            return scale * losses.flow_matching_loss(
+                net, params, x0, x1, t, interpolant=interp, sigma=sigma, noise=noise
+            )
+
+        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        grads = lax.pmean(grads, AXIS)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        # EMA warm-up (as TF's ExponentialMovingAverage with num_updates): early averages forget the init.
+        rate = jnp.minimum(decay, (1.0 + state.step) / (10.0 + state.step))
+        ema = optax.incremental_update(params, state.ema_params, 1.0 - rate)
+        if match_only_steps:
+            keep = state.step < match_only_steps
+            params, opt_state, ema = jax.tree.map(
+                lambda old, new: jnp.where(keep, old, new),
+                (state.params, state.opt_state, state.ema_params),
+                (params, opt_state, ema),
+            )
+        metrics = lax.pmean({"loss": loss, "grad_norm": optax.global_norm(grads), **info}, AXIS)
+        new_state = TrainState(state.step + 1, params, ema, opt_state, coupling_state)
+        return new_state, metrics
+
+    def step(state: TrainState, batch: dict, key: jax.Array):
+        return update(state, pair(state.coupling_state, batch, key), key)
+
+    def pairings(batches: dict, keys: jax.Array):  # a stateless coupling's K pairings, [K, b, ...]
+        return jax.vmap(lambda batch, key: pair(None, batch, key))(batches, keys)
+
+    def updates(state: TrainState, paired: tuple, keys: jax.Array):
+        return lax.scan(lambda st, xs: update(st, *xs), state, (paired, keys))
+
+    def steps(state: TrainState, batches: dict, keys: jax.Array):
+        if coupling.stateful:  # each pairing reads the state the previous step wrote
+            return lax.scan(lambda st, xs: step(st, *xs), state, (batches, keys))
+        return updates(state, pairings(batches, keys), keys)  # the K pairings do not depend on the training state
+
+    if split:
+        return pairings, updates
+    return step if config.training.steps_per_call == 1 else steps
