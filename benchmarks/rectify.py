@@ -2,7 +2,7 @@
 
     python benchmarks/rectify.py [--workdir runs/bench_rectify] [--tables 1,2,3,4] [--seeds 3] [--n 2000]
         [--steps 3000] [--num_pairs 10000] [--pair_solver dopri5] [--models rf1,rf2,rf3,loom,loom_rf2]
-        [--init_from_teacher]
+        [--init_from_teacher] [--out benchmarks/results/rectify.json]
 
 Table 1 (no training): the exact closed-form 1-RF drift (`theory.mixtures.drift`) from N(0, I_2) to
 `paper_mixture(K)`, K = 1, 2, 3, 4 — the Gaussian-mixture examples of Bansal et al. 2024, Sec. 5.1
@@ -37,14 +37,18 @@ WORKDIR/checkerboard_<squares>): W2 (exact) of 5,000 Euler samples (T = 1..32) a
 test points, and S, AS, PWS of the learned field along a 256-step Euler path of 1,000 noises. Floor:
 W2 between two independent 5,000-point boards. Both learned-flow tables also give e_T, the RMS distance
 between the T-step Euler sample and the dopri5 endpoint of the same noise: the discretisation error
-that Theorem 3.5 bounds by PWS / T^2, free of the sampling floor (brief Sec. 6, item 6).
+that Theorem 3.5 bounds by PWS / T^2, free of the sampling floor.
 
 Table 4 (training): the digits analogue of the paper's MNIST experiment (Sec. 5.2),
 `configs/rf_digits.py:<classes>` (1-RF on the training digits of the first 3, 7, 10 classes, small
 UNet, 2,000 steps, into WORKDIR/digits_<classes>): W2 of Euler samples (T = 1..32) and dopri5 to all
 test images of those classes (as many samples as test images), S, AS and PWS along a 128-step Euler path.
 Floor: W2 between as many training images (a fixed random subset) and the test images.
+
+The tables that ran also go to one JSON file (`--out`, see benchmarks/common.py), with the wall time
+of each table and, for table 2, of each model's training and pair generation.
 """
+
 import argparse
 import copy
 import os
@@ -56,7 +60,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks import common  # noqa: E402
 from flowjax import evaluate, integrators, metrics, rectify, train  # noqa: E402
+from flowjax.data import dataset as datasets  # noqa: E402
 from flowjax.data import toy2d  # noqa: E402
 from flowjax.theory import mixtures  # noqa: E402
 
@@ -93,18 +99,27 @@ def theory_row(k: int, n: int, seeds: int, fine_steps: int) -> dict:
     return row
 
 
-def print_theory_table(rows: list, n: int, seeds: int, fine_steps: int) -> None:
+PWS_COLUMN = f"PWS γ₂,{PWS_PIECES}"
+
+
+def print_theory_table(rows: list, n: int, seeds: int, fine_steps: int) -> dict:
+    """Prints table 1; returns it for the JSON."""
     cols = ["floor"] + [f"W2 T={t}" for t in EULER_T] + ["W2 exact"]
-    print(f"\nN(0, I_2) -> paper_mixture(K) (balanced, unit variance; Bansal et al. Sec. 5.1), exact 1-RF drift "
-          f"(no training); exact W2 of {n:,} Euler samples (T steps) to a fresh {n:,}-point target sample, mean "
-          f"(sd) over {seeds} seeds; floor = W2 between two target samples; exact = rk4 400 NFE; S, AS = γ₁, "
-          f"PWS = γ₂,{PWS_PIECES} along a {fine_steps}-step Euler path of the same noise; {jax.default_backend()}\n")
-    keys = ["K"] + cols + ["S", "AS", f"PWS γ₂,{PWS_PIECES}"]
+    title = (
+        f"N(0, I_2) -> paper_mixture(K) (balanced, unit variance; Bansal et al. Sec. 5.1), exact 1-RF drift "
+        f"(no training); exact W2 of {n:,} Euler samples (T steps) to a fresh {n:,}-point target sample, mean "
+        f"(sd) over {seeds} seeds; floor = W2 between two target samples; exact = rk4 400 NFE; S, AS = γ₁, "
+        f"PWS = γ₂,{PWS_PIECES} along a {fine_steps}-step Euler path of the same noise"
+    )
+    print(f"\n{title}; {jax.default_backend()}\n")
+    keys = ["K"] + cols + ["S", "AS", PWS_COLUMN]
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for r in rows:
         cells = [str(r["K"])] + [f"{r[c]:.3f} ({r[c + ' sd']:.3f})" for c in cols]
         cells += [f"{r['S']:.3f}", f"{r['AS']:.2f}", f"{r['PWS']:.2f}"]
         print("| " + " | ".join(cells) + " |")
+    rows = [{**{k: v for k, v in r.items() if seeds > 1 or not k.endswith(" sd")}, PWS_COLUMN: r["PWS"]} for r in rows]
+    return {**common.table("theory_mixtures", title, keys, rows, {"AS": ".2f", PWS_COLUMN: ".2f"}), "seeds": seeds}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,8 +139,9 @@ MODELS = {
 def model_dir(name: str, args) -> str:
     """Teachers in WORKDIR/<name>; students there too, or in WORKDIR/init_teacher/<name> with --init_from_teacher."""
     student = MODELS[name][2] is not None
-    return os.path.abspath(os.path.join(args.workdir, *(["init_teacher"] if student and args.init_from_teacher else []),
-                                        name))
+    return os.path.abspath(
+        os.path.join(args.workdir, *(["init_teacher"] if student and args.init_from_teacher else []), name)
+    )
 
 
 def model_config(name: str, args):
@@ -159,11 +175,11 @@ def train_model(name: str, args, states: dict):
 def write_pairs(name: str, args, states: dict) -> float:
     config, exp, state = states[name]
     workdir = model_dir(name, args)
-    teacher = {"workdir": workdir, "config": f"configs/{MODELS[name][1]}.py", "step": int(state.step),
-               "use_ema": True}
+    teacher = {"workdir": workdir, "config": f"configs/{MODELS[name][1]}.py", "step": int(state.step), "use_ema": True}
     start = time.perf_counter()
-    rectify.generate_pairs(config, exp.velocity_fn, state.ema_params, exp.source_one, rectify.output_dir(config, workdir),
-                           teacher)
+    rectify.generate_pairs(
+        config, exp.velocity_fn, state.ema_params, exp.noise_one, rectify.output_dir(config, workdir), teacher
+    )
     return time.perf_counter() - start
 
 
@@ -175,19 +191,26 @@ def euler_dopri5(config, velocity_fn, params, x0, target, nfes) -> tuple[dict, d
     rows, samples = evaluate.sweep(config, velocity_fn, params, x0, target)
     key = lambda r: "dopri5" if r["solver"] == "dopri5" else r["nfe"]
     dopri5_nfe = next(r["nfe"] for r in rows if r["solver"] == "dopri5")
-    return ({key(r): r["w2"] for r in rows}, {key(r): samples[f"{r['solver']} NFE={r['nfe']}"] for r in rows},
-            dopri5_nfe)
+    return (
+        {key(r): r["w2"] for r in rows},
+        {key(r): samples[f"{r['solver']} NFE={r['nfe']}"] for r in rows},
+        dopri5_nfe,
+    )
 
 
 def eval_model(name: str, states: dict, num_path: int, path_steps: int) -> dict:
     config, exp, state = states[name]
     eval_config = rectify.evaluation_config(config)  # runs on pairs: the teacher's moons test set
-    target = evaluate.target_set(eval_config)
-    x0 = evaluate.eval_noise(eval_config, exp.source_one, len(target))
+    target = datasets.held_out(eval_config)
+    x0 = evaluate.eval_noise(eval_config, exp.noise_one, len(target))
     params = state.ema_params
     w2, _, dopri5_nfe = euler_dopri5(eval_config, exp.velocity_fn, params, x0, target, (1, 2, 4))
-    row = {"model": MODELS[name][0], **{f"W2 NFE {nfe}": w2[nfe] for nfe in (1, 2, 4)},
-           "W2 dopri5": w2["dopri5"], "dopri5 NFE": dopri5_nfe}
+    row = {
+        "model": MODELS[name][0],
+        **{f"W2 NFE {nfe}": w2[nfe] for nfe in (1, 2, 4)},
+        "W2 dopri5": w2["dopri5"],
+        "dopri5 NFE": dopri5_nfe,
+    }
     v = lambda x, t: exp.velocity_fn(params, x, t)
     st = metrics.rectified_straightness(v, x0[:num_path], path_steps, 10)
     row["S"], row["AS"] = float(st["straightness"]), float(st["average_straightness"])
@@ -205,8 +228,8 @@ def learned_flow_row(config, workdir: str, path_steps: int, num_path: int) -> di
     started = time.perf_counter()
     state = train.train(config, workdir, exp)
     row = {"train s": time.perf_counter() - started}
-    target = evaluate.target_set(config)
-    x0 = evaluate.eval_noise(config, exp.source_one, len(target))
+    target = datasets.held_out(config)
+    x0 = evaluate.eval_noise(config, exp.noise_one, len(target))
     params = state.ema_params
     w2, samples, row["dopri5 NFE"] = euler_dopri5(config, exp.velocity_fn, params, x0, target, EULER_T)
     row.update({**{f"W2 T={t}": w2[t] for t in EULER_T}, "W2 dopri5": w2["dopri5"]})
@@ -215,12 +238,14 @@ def learned_flow_row(config, workdir: str, path_steps: int, num_path: int) -> di
         row[f"e T={t}"] = rms(samples[t], samples["dopri5"])
     v = lambda x, t: exp.velocity_fn(params, x, t)
     st = metrics.rectified_straightness(v, x0[:num_path], path_steps, PWS_PIECES)
-    row.update(S=float(st["straightness"]), AS=float(st["average_straightness"]),
-               PWS=float(st["piecewise_straightness"]))
+    row.update(
+        S=float(st["straightness"]), AS=float(st["average_straightness"]), PWS=float(st["piecewise_straightness"])
+    )
     return row
 
 
-def print_learned_table(title: str, label: str, rows: list) -> None:
+def print_learned_table(name: str, title: str, label: str, rows: list) -> list[dict]:
+    """Prints the W2 and the e_T tables of table 3 or 4; returns both for the JSON."""
     w2_cols = ["floor"] + [f"W2 T={t}" for t in EULER_T] + ["W2 dopri5"]
     e_cols = [f"e T={t}" for t in EULER_T]
     print(f"\n{title}; {jax.default_backend()} ({os.cpu_count()} cores)\n")
@@ -228,14 +253,20 @@ def print_learned_table(title: str, label: str, rows: list) -> None:
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for r in rows:
         print("| " + " | ".join([str(r[label])] + [f"{r[c]:.3f}" for c in w2_cols]) + " |")
-    print("\nThe same models: e_T = RMS distance of the T-step Euler sample to the dopri5 endpoint of the same noise "
-          "(the discretisation error alone, no sampling floor), and the straightness of the learned field\n")
-    keys = [label] + e_cols + ["dopri5 NFE", "S", "AS", f"PWS γ₂,{PWS_PIECES}"]
+    w2_table = common.table(f"{name}_w2", title, keys, rows)
+    e_title = (
+        "The same models: e_T = RMS distance of the T-step Euler sample to the dopri5 endpoint of the same "
+        "noise (the discretisation error alone, no sampling floor), and the straightness of the learned field"
+    )
+    print(f"\n{e_title}\n")
+    keys = [label] + e_cols + ["dopri5 NFE", "S", "AS", PWS_COLUMN]
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for r in rows:
         cells = [str(r[label])] + [f"{r[c]:.3f}" for c in e_cols] + [str(r["dopri5 NFE"])]
         cells += [f"{r['S']:.3f}", f"{r['AS']:.2f}", f"{r['PWS']:.2f}"]
         print("| " + " | ".join(cells) + " |")
+    e_rows = [{**r, PWS_COLUMN: r["PWS"]} for r in rows]
+    return [w2_table, common.table(f"{name}_e", e_title, keys, e_rows, {"AS": ".2f", PWS_COLUMN: ".2f"})]
 
 
 def learned_rows(args, name: str, label: str, variants, config_of, floor_of, path_steps: int, num_path: int) -> list:
@@ -243,34 +274,51 @@ def learned_rows(args, name: str, label: str, variants, config_of, floor_of, pat
     rows = []
     for variant in variants:
         config = config_of(str(variant))
-        target = evaluate.target_set(config)
-        row = {label: variant, "test points": len(target), "floor": float(floor_of(config, target)),
-               **learned_flow_row(config, os.path.join(args.workdir, f"{name}_{variant}"), path_steps,
-                                  min(num_path, len(target)))}
+        target = datasets.held_out(config)
+        row = {
+            label: variant,
+            "test points": len(target),
+            "floor": float(floor_of(config, target)),
+            **learned_flow_row(
+                config, os.path.join(args.workdir, f"{name}_{variant}"), path_steps, min(num_path, len(target))
+            ),
+        }
         rows.append(row)
         print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
     return rows
 
 
-def checkerboard_table(args) -> None:
+def checkerboard_table(args) -> list[dict]:
     from configs import rf_checkerboard
 
     def floor(config, target):  # another board of as many points
-        return metrics.w2(toy2d.test_set("checkerboard", len(target), seed=config.data.test_seed + 1,
-                                         **toy2d.config_kwargs("checkerboard", config.data)), target)
+        return metrics.w2(
+            toy2d.test_set(
+                "checkerboard",
+                len(target),
+                seed=config.data.test_seed + 1,
+                **toy2d.config_kwargs("checkerboard", config.data),
+            ),
+            target,
+        )
 
-    rows = learned_rows(args, "checkerboard", "squares", rf_checkerboard.SQUARES, rf_checkerboard.get_config, floor,
-                        256, 1000)
+    rows = learned_rows(
+        args, "checkerboard", "squares", rf_checkerboard.SQUARES, rf_checkerboard.get_config, floor, 256, 1000
+    )
     c = rf_checkerboard.get_config()
-    print_learned_table(
+    return print_learned_table(
+        "checkerboard",
         f"N(0, I_2) -> checkerboard of unit squares (Bansal et al. Sec. 5.1, Example 2), 1-RF learned by an MLP "
         f"{'x'.join(map(str, c.model.hidden))} from {c.data.num_train:,} training points, {c.training.num_steps:,} "
         f"steps, batch {c.training.batch_size:,}; exact W2 of {c.eval.num_samples:,} Euler (T steps) / dopri5 samples "
         f"to the {c.eval.num_samples:,} test points (EMA); floor = W2 between two {c.eval.num_samples:,}-point boards; "
-        f"S, AS, PWS along a 256-step Euler path of 1,000 noises", "squares", rows)
+        f"S, AS, PWS along a 256-step Euler path of 1,000 noises",
+        "squares",
+        rows,
+    )
 
 
-def digits_table(args) -> None:
+def digits_table(args) -> list[dict]:
     from configs import rf_digits
     from flowjax.data import digits
 
@@ -280,13 +328,17 @@ def digits_table(args) -> None:
 
     rows = learned_rows(args, "digits", "classes", (3, 7, 10), rf_digits.get_config, floor, 128, 300)
     c = rf_digits.get_config()
-    print_learned_table(
+    return print_learned_table(
+        "digits",
         f"8x8 digits of the first 3 / 7 / 10 classes (the MNIST experiment of Bansal et al. Sec. 5.2), 1-RF, "
         f"small UNet, {c.training.num_steps:,} steps, batch {c.training.batch_size}; exact W2 (pixel space, [-1, 1]) "
         f"of Euler (T steps) / dopri5 samples to the test images of those classes ("
-        + " / ".join(str(r["test points"]) for r in rows) + "), as many samples (EMA); floor = W2 between as many "
+        + " / ".join(str(r["test points"]) for r in rows)
+        + "), as many samples (EMA); floor = W2 between as many "
         "training images and the test images; S, AS, PWS along a 128-step Euler path of the same noises",
-        "classes", rows)
+        "classes",
+        rows,
+    )
 
 
 def moons_floor(n: int, test_seed: int) -> float:
@@ -297,8 +349,11 @@ def moons_floor(n: int, test_seed: int) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tables", default="1,2,3,4",
-                        help="which tables: 1 (closed-form drift), 2 (trained reflow), 3 (checkerboards), 4 (digit classes)")
+    parser.add_argument(
+        "--tables",
+        default="1,2,3,4",
+        help="which tables: 1 (closed-form drift), 2 (trained reflow), 3 (checkerboards), 4 (digit classes)",
+    )
     parser.add_argument("--n", type=int, default=2000, help="table 1: points per sample")
     parser.add_argument("--seeds", type=int, default=3, help="table 1: seeds averaged")
     parser.add_argument("--fine_steps", type=int, default=256, help="table 1: Euler steps of the S/AS/PWS path")
@@ -306,21 +361,29 @@ def main():
     parser.add_argument("--models", default=",".join(MODELS), help=f"table 2: comma-separated subset of {list(MODELS)}")
     parser.add_argument("--steps", type=int, default=3000, help="table 2: training steps per model")
     parser.add_argument("--num_pairs", type=int, default=10_000, help="table 2: pairs generated per teacher")
-    parser.add_argument("--pair_solver", default="dopri5", help="table 2: pair ODE solver (dopri5 or a fixed-step name)")
+    parser.add_argument(
+        "--pair_solver", default="dopri5", help="table 2: pair ODE solver (dopri5 or a fixed-step name)"
+    )
     parser.add_argument("--pair_nfe", type=int, default=100, help="table 2: NFE of a fixed-step pair solver")
-    parser.add_argument("--init_from_teacher", action="store_true",
-                        help="table 2: students start from their teacher's EMA parameters (training.init_from)")
+    parser.add_argument(
+        "--init_from_teacher",
+        action="store_true",
+        help="table 2: students start from their teacher's EMA parameters (training.init_from)",
+    )
+    common.add_out_argument(parser, "rectify")
     args = parser.parse_args()
     tables = args.tables.split(",")
     started = time.perf_counter()
+    results, table_seconds = [], {}
 
     if "1" in tables:
         rows = []
         for k in (1, 2, 3, 4):
             rows.append(theory_row(k, args.n, args.seeds, args.fine_steps))
             print({key: round(val, 4) for key, val in rows[-1].items()}, flush=True)
-        print_theory_table(rows, args.n, args.seeds, args.fine_steps)
-        print(f"\n(table 1: {time.perf_counter() - started:.0f} s)\n", flush=True)
+        results.append(print_theory_table(rows, args.n, args.seeds, args.fine_steps))
+        table_seconds["1"] = time.perf_counter() - started
+        print(f"\n(table 1: {table_seconds['1']:.0f} s)\n", flush=True)
 
     if "2" in tables:
         t2 = time.perf_counter()
@@ -337,32 +400,75 @@ def main():
             t_train = time.perf_counter() - t0
             t_pairs = write_pairs(name, args, states) if students_of[name] else 0.0
             if name in wanted:
-                rows.append(eval_model(name, states, 1000, 100))
-                print({**rows[-1], "train s": round(t_train, 1), "pairs s": round(t_pairs, 1)}, flush=True)
+                rows.append({**eval_model(name, states, 1000, 100), "train s": t_train, "pairs s": t_pairs})
+                print({k: round(v, 1) if k.endswith(" s") else v for k, v in rows[-1].items()}, flush=True)
         floor = moons_floor(2000, states[order[0]][0].data.test_seed)
-        rows.append({"model": "floor: 2,000 other moons points", **{f"W2 NFE {n}": floor for n in (1, 2, 4)},
-                     "W2 dopri5": floor})
-        pair_how = (f"dopri5 (tol {states[order[0]][0].eval.dopri5_tol:g})" if args.pair_solver == "dopri5"
-                    else f"{args.pair_solver} NFE {args.pair_nfe}")
+        rows.append(
+            {
+                "model": "floor: 2,000 other moons points",
+                **{f"W2 NFE {n}": floor for n in (1, 2, 4)},
+                "W2 dopri5": floor,
+            }
+        )
+        pair_how = (
+            f"dopri5 (tol {states[order[0]][0].eval.dopri5_tol:g})"
+            if args.pair_solver == "dopri5"
+            else f"{args.pair_solver} NFE {args.pair_nfe}"
+        )
         start = "students initialised from the teacher" if args.init_from_teacher else "from scratch"
-        print(f"\n8 Gaussians -> moons, MLP 3x64, batch 256, Adam 1e-3, {args.steps} steps per model ({start}), "
-              f"sigma 0; reflow on {args.num_pairs:,} pairs of the teacher's EMA model by {pair_how}; W2 (exact) of "
-              f"Euler / dopri5 samples from the same 2,000 noises to 2,000 held-out moons points (EMA); S, AS along a "
-              f"100-step Euler path of 1,000 noises; {jax.default_backend()} ({os.cpu_count()} cores)\n")
+        title = (
+            f"8 Gaussians -> moons, MLP 3x64, batch 256, Adam 1e-3, {args.steps} steps per model ({start}), "
+            f"sigma 0; reflow on {args.num_pairs:,} pairs of the teacher's EMA model by {pair_how}; W2 (exact) "
+            f"of Euler / dopri5 samples from the same 2,000 noises to 2,000 held-out moons points (EMA); S, AS "
+            f"along a 100-step Euler path of 1,000 noises"
+        )
+        print(f"\n{title}; {jax.default_backend()} ({os.cpu_count()} cores)\n")
         keys = ["model", "W2 NFE 1", "W2 NFE 2", "W2 NFE 4", "W2 dopri5", "dopri5 NFE", "S", "AS"]
         print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
         for r in rows:
             cells = [r["model"]] + [f"{r[k]:.3f}" for k in keys[1:5]]
-            cells += [str(r["dopri5 NFE"]) if "dopri5 NFE" in r else "",
-                      f"{r['S']:.3f}" if "S" in r else "", f"{r['AS']:.2f}" if "AS" in r else ""]
+            cells += [
+                str(r["dopri5 NFE"]) if "dopri5 NFE" in r else "",
+                f"{r['S']:.3f}" if "S" in r else "",
+                f"{r['AS']:.2f}" if "AS" in r else "",
+            ]
             print("| " + " | ".join(cells) + " |")
-        print(f"\n(table 2: {time.perf_counter() - t2:.0f} s)")
+        name = "krectify_init_teacher" if args.init_from_teacher else "krectify"
+        results.append(common.table(name, title, keys, rows, {"AS": ".2f", "dopri5 NFE": ".0f"}))
+        table_seconds["2"] = time.perf_counter() - t2
+        print(f"\n(table 2: {table_seconds['2']:.0f} s)")
     for table, fn in (("3", checkerboard_table), ("4", digits_table)):
         if table in tables:
             t0 = time.perf_counter()
-            fn(args)
-            print(f"\n(table {table}: {time.perf_counter() - t0:.0f} s)", flush=True)
+            results += fn(args)
+            table_seconds[table] = time.perf_counter() - t0
+            print(f"\n(table {table}: {table_seconds[table]:.0f} s)", flush=True)
     print(f"(total: {time.perf_counter() - started:.0f} s)")
+    settings = {
+        k: getattr(args, k)
+        for k in (
+            "tables",
+            "n",
+            "seeds",
+            "fine_steps",
+            "workdir",
+            "models",
+            "steps",
+            "num_pairs",
+            "pair_solver",
+            "pair_nfe",
+            "init_from_teacher",
+        )
+    }
+    settings.update(euler_T=list(EULER_T), pws_pieces=PWS_PIECES)
+    common.write(
+        args.out,
+        "rectify",
+        results,
+        seeds=args.seeds if "1" in tables else 1,
+        settings=settings,
+        table_seconds=table_seconds,
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     pip install torch pot
     python benchmarks/toy_torch_reference.py [--steps 1200] [--timed 1000]
+                                             [--out benchmarks/results/toy_torch_reference.json]
 
 This is a stand-alone reference point for the steps/s that benchmarks/toy.py reports, run on the same
 machine; it is not part of flowjax and flowjax does not depend on torch or POT.
@@ -14,16 +15,22 @@ Each OT-CFM step solves the exact minibatch OT problem with POT's network simple
 squared Euclidean cost and pairs each target point with its planned source point (Tong et al. 2024).
 I-CFM uses the independent pairing. Data sampling is inside the timed loop; the first
 steps - timed steps are warm-up and are not timed. torch.set_num_threads is left at its default.
+The result also goes to a JSON file (`--out`, see benchmarks/common.py).
 """
+
 import argparse
 import math
 import os
+import sys
 import time
 
 import numpy as np
 import ot
 import torch
 from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common  # noqa: E402
 
 BATCH = 256
 DTYPE = torch.float32
@@ -103,14 +110,43 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--timed", type=int, default=1000, help="last steps that are timed")
+    common.add_out_argument(parser, "toy_torch_reference")
     args = parser.parse_args()
     timed = min(args.timed, args.steps - 1)
     ot_rate = run("exact_ot", args.steps, timed)
     icfm_rate = run("independent", args.steps, timed)
-    print(f"torch {torch.__version__}, POT {ot.__version__}, numpy {np.__version__}, "
-          f"torch.get_num_threads() = {torch.get_num_threads()} (default), {os.cpu_count()} cores; "
-          f"batch {BATCH}, last {timed} of {args.steps} steps timed\n")
+    print(
+        f"torch {torch.__version__}, POT {ot.__version__}, numpy {np.__version__}, "
+        f"torch.get_num_threads() = {torch.get_num_threads()} (default), {os.cpu_count()} cores; "
+        f"batch {BATCH}, last {timed} of {args.steps} steps timed\n"
+    )
     print(f"| PyTorch + POT (reference) | OT-CFM exact: {ot_rate:.0f} steps/s | I-CFM: {icfm_rate:.0f} steps/s |")
+    columns = ["implementation", "OT-CFM (exact) steps/s", "I-CFM steps/s"]
+    rows = [
+        {"implementation": "PyTorch + POT (reference)", "OT-CFM (exact) steps/s": ot_rate, "I-CFM steps/s": icfm_rate}
+    ]
+    common.write(
+        args.out,
+        "toy_torch_reference",
+        [
+            common.table(
+                "toy_torch_reference",
+                "PyTorch + POT reference, 8 Gaussians -> moons",
+                columns,
+                rows,
+                {"OT-CFM (exact) steps/s": ".0f", "I-CFM steps/s": ".0f"},
+            )
+        ],
+        seeds=1,
+        settings={
+            "steps": args.steps,
+            "timed_steps": timed,
+            "batch_size": BATCH,
+            "torch": torch.__version__,
+            "pot": ot.__version__,
+            "torch_threads": torch.get_num_threads(),
+        },
+    )
 
 
 if __name__ == "__main__":

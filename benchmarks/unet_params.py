@@ -1,17 +1,21 @@
 """Parameter counts of the UNet presets next to the counts the papers state.
 
-    python benchmarks/unet_params.py
+    python benchmarks/unet_params.py [--out benchmarks/results/unet_params.json]
 
 Counts come from ``jax.eval_shape(model.init, ...)`` at each preset's dataset resolution (no FLOPs, a few
 seconds). Of the five papers only the curvature paper states counts (App. C, Table 4: 55.73M generator,
 2.15M MNIST generator, 2.2M encoder). LOOM-CFM (Table 4) and LMM (Table 6) give architectures without
-counts, and DANSM neither (its architectures come from its code): printed as "not stated".
+counts, and DANSM neither (its architectures come from its code): printed as "not stated". The table
+also goes to a JSON file (`--out`, see benchmarks/common.py).
 """
+
+import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import common  # noqa: E402
 from flowjax.models import unet  # noqa: E402
 
 # preset -> (dataset, input shape [B, H, W, C], stated count or None, where it is stated)
@@ -29,15 +33,48 @@ ROWS = {
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    common.add_out_argument(parser, "unet_params")
+    args = parser.parse_args()
     assert set(ROWS) == set(unet.PRESETS), "every preset needs a row"
+    rows = []
     print("| preset | dataset | input (HxWxC) | params (ours) | params (paper) | source | rel. diff |")
     print("|---|---|---|---:|---:|---|---:|")
     for name, (dataset, shape, stated, source) in ROWS.items():
         count = unet.num_params(unet.UNet(**unet.PRESETS[name]()), shape)
         paper = f"{stated / 1e6:.2f}M" if stated else "not stated"
         diff = f"{(count - stated) / stated:+.2%}" if stated else "-"
-        print(f"| {name} | {dataset} | {shape[1]}x{shape[2]}x{shape[3]} | {count:,} ({count / 1e6:.2f}M) | {paper} "
-              f"| {source} | {diff} |")
+        print(
+            f"| {name} | {dataset} | {shape[1]}x{shape[2]}x{shape[3]} | {count:,} ({count / 1e6:.2f}M) | {paper} "
+            f"| {source} | {diff} |"
+        )
+        rows.append(
+            {
+                "preset": name,
+                "dataset": dataset,
+                "input (HxWxC)": f"{shape[1]}x{shape[2]}x{shape[3]}",
+                "params (ours)": count,
+                "params (paper)": stated or "not stated",
+                "source": source,
+                "rel. diff": (count - stated) / stated if stated else None,
+            }
+        )
+    columns = ["preset", "dataset", "input (HxWxC)", "params (ours)", "params (paper)", "source", "rel. diff"]
+    common.write(
+        args.out,
+        "unet_params",
+        [
+            common.table(
+                "unet_params",
+                "UNet presets: parameter counts",
+                columns,
+                rows,
+                {"params (ours)": "count", "params (paper)": "M", "rel. diff": "percent"},
+            )
+        ],
+        seeds=0,
+        settings={},
+    )
 
 
 if __name__ == "__main__":
