@@ -75,6 +75,8 @@ def test_config_values_are_the_papers(name):
     assert c.data.flip_as_example == name.startswith("loom")
     if name.startswith("loom"):  # LOOM App. B's c_ij and the released code's Hungarian cost: the plain distance
         assert c.coupling.cost == "euclidean"
+        # the released code all-gathers the GPUs' minibatches and solves one assignment of the global batch
+        assert c.coupling.scope == "global"
     dm = name.endswith(":dm")
     assert (c.loss.name, c.loss.interpolant) == (("epsilon", "vp_linear") if dm else ("flow_matching", "linear"))
     assert c.eval.num_samples == 50_000

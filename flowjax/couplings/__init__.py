@@ -82,7 +82,7 @@ def make(cfg, *, axis_name: str | None = None, noise_one: Callable | None = None
     assignment.resolve_solver(cfg.solver)
     scoped = (lambda c: with_scope(c, cfg.scope, axis_name)) if axis_name is not None else (lambda c: c)
     if name == "independent":
-        return _stateless(independent, cfg.scope)
+        return _stateless(independent, "device")  # nothing is matched, so nothing is gathered
     if name == "exact_ot" or (name == "loom" and not cfg.save_assignments):  # LOOM w/o saving = BatchOT
         return _stateless(scoped(functools.partial(exact_ot, solver=cfg.solver, cost=cfg.cost)), cfg.scope)
     if name == "sinkhorn":
