@@ -91,5 +91,25 @@ def main(argv):
         sys.exit(1)
 
 
+def _reason(err: BaseException) -> str:
+    """An exception's message on one line (descending into an exception that only wraps another)."""
+    while err.args and isinstance(err.args[0], BaseException):
+        err = err.args[0]
+    text = err.args[0] if err.args and isinstance(err.args[0], str) else str(err)
+    return " ".join(text.split())
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing; a bad config file or field (missing file, misspelled field, a value of the wrong
+    type) ends with one line naming it instead of a chained traceback."""
+    try:
+        rest = FLAGS(argv)
+        FLAGS.config.to_dict()  # the config file is loaded lazily: load it here, where its errors are caught
+        return rest
+    except Exception as err:  # every failure here comes from the command line or the config file
+        print(f"error: {_reason(err)} (in --config or a --config.* override)", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

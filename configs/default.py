@@ -38,25 +38,27 @@ def get_config() -> ml_collections.ConfigDict:
     model.activation = "silu"
     # unet (flowjax/models/unet.py): a preset gives the starting values; fields left None keep them.
     model.preset = ""  # e.g. adm_cifar10, adm_imagenet64, ddpmpp_cifar10 (see unet.PRESETS)
-    for field in (
-        "base_channels",
-        "channel_mults",
-        "num_res_blocks",
-        "attention_resolutions",
-        "num_heads",
-        "head_channels",
-        "dropout",
-        "time_embed",
-        "time_scale",
-        "resblock_updown",
-        "scale_shift_norm",
-        "skip_rescale",
-        "num_classes",
-        "out_channels",
-        "layout",
-        "dtype",
-    ):
-        model[field] = None
+    # Typed placeholders (None until set), so that every field can be overridden on the command line.
+    unet_fields = {
+        "base_channels": int,
+        "channel_mults": tuple,
+        "num_res_blocks": int,
+        "attention_resolutions": tuple,
+        "num_heads": int,
+        "head_channels": int,
+        "dropout": float,
+        "time_embed": str,
+        "time_scale": float,
+        "resblock_updown": bool,
+        "scale_shift_norm": bool,
+        "skip_rescale": bool,
+        "num_classes": int,
+        "out_channels": int,
+        "layout": str,
+        "dtype": str,
+    }
+    for field, kind in unet_fields.items():
+        model[field] = ml_collections.config_dict.placeholder(kind)
 
     config.coupling = coupling = ml_collections.ConfigDict()
     coupling.name = "independent"  # independent | exact_ot | sinkhorn | loom | dansm | immiscible

@@ -3,8 +3,11 @@
 import contextlib
 import glob
 import io
+import json
 import os
 import re
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -98,3 +101,50 @@ def test_readme_example_learns():
         exec(compile(code, "README.md", "exec"), {})
     w2 = float(re.search(r"W2 at NFE 2: ([0-9.]+)", out.getvalue()).group(1))
     assert w2 < 0.5, out.getvalue()  # the untrained source (8 Gaussians) is at W2 = 1.33 from the moons
+
+
+SAMPLE = {int: 3, float: 0.5, bool: True, str: "abc", tuple: (1, 2)}
+
+
+PARSE = """
+import json, sys
+from absl import flags
+from ml_collections import config_flags
+config_flags.DEFINE_config_file("config", None, "")
+flags.FLAGS(sys.argv)
+print(json.dumps(flags.FLAGS.config.to_dict()))
+"""
+
+
+def test_every_default_field_can_be_overridden_on_the_command_line():
+    """Each field of configs/default.py, the typed None placeholders included, parses from --config.S.F=V as
+    main.py's flags parse it (in a process of its own: absl's flags are global)."""
+    config = load(os.path.join(ROOT, "configs", "default.py"))
+    fields = {f"{s}.{n}": config[s].get_ref(n).get_type() for s in config for n in config[s]}
+    untyped = sorted(k for k, kind in fields.items() if kind not in SAMPLE)
+    assert not untyped, untyped  # every field has a type the flags parser can read
+    values = {k: SAMPLE[kind] for k, kind in fields.items()}
+    argv = [f"--config={os.path.join(ROOT, 'configs', 'default.py')}"] + [
+        f"--config.{k}={v}" for k, v in values.items()
+    ]
+    proc = subprocess.run([sys.executable, "-c", PARSE, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    parsed = json.loads(proc.stdout)
+    got = {k: parsed[k.split(".")[0]][k.split(".")[1]] for k in values}
+    assert got == {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+def _main_error(*flags_):
+    env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "main.py", "--workdir=unused", *flags_], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return proc.returncode, proc.stderr.strip().splitlines()
+
+
+def test_bad_config_file_or_field_is_one_line():
+    code, lines = _main_error("--config=configs/no_such_config.py")
+    assert code == 2 and len(lines) == 1 and "no_such_config.py" in lines[0] and "No such file" in lines[0]
+    code, lines = _main_error("--config=configs/quickstart.py", "--config.training.batchsize=8")
+    assert code == 2 and len(lines) == 1 and 'Did you mean "batch_size"' in lines[0]
+    code, lines = _main_error("--config=configs/quickstart.py", "--config.model.base_channels=1.5")
+    assert code == 2 and len(lines) == 1 and "config.model.base_channels" in lines[0]
