@@ -12,6 +12,7 @@ feature statistics are kept, so 50,000 samples never sit on the device at once.
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Callable
 
 import jax
@@ -136,6 +137,7 @@ def evaluate(
     sweep point.
     """
     validate(config)
+    check_writable(workdir)
     if datasets.kind(config.data) == "images":
         ev, sched = config.eval, path_schedule(config)
         samplers = {
@@ -175,10 +177,31 @@ def evaluate(
     return rows
 
 
-def write_metrics(workdir: str, config_name: str, step: int, rows: list[dict]) -> str:
-    """Writes eval/metrics.json ({"config", "step", "results": rows}); returns the eval/ folder."""
+def check_writable(workdir: str) -> None:
+    """Fails unless files can be written in ``workdir``/eval: checked before a sweep, so that a sweep is never
+    computed only to be lost on the write."""
     out = os.path.join(workdir, "eval")
-    io.write_json_atomic(os.path.join(out, "metrics.json"), {"config": config_name, "step": int(step), "results": rows})
+    try:
+        os.makedirs(out, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
+            pass
+    except OSError as err:
+        raise ValueError(
+            f"Cannot write the evaluation results to {out} ({err}). Nothing was computed; make the workdir "
+            "writable (or copy it somewhere writable) and rerun."
+        ) from err
+
+
+def write_metrics(workdir: str, config_name: str, step: int, rows: list[dict]) -> str:
+    """Writes eval/metrics.json ({"config", "step", "results": rows}); returns the eval/ folder. If the write
+    fails, the error shows the rows, so that the sweep's results are not lost."""
+    out = os.path.join(workdir, "eval")
+    try:
+        io.write_json_atomic(
+            os.path.join(out, "metrics.json"), {"config": config_name, "step": int(step), "results": rows}
+        )
+    except OSError as err:
+        raise ValueError(f"Could not write {out}/metrics.json ({err}). The results:\n{format_table(rows)}") from err
     return out
 
 
@@ -197,6 +220,7 @@ def write_samples(
     config: ml_collections.ConfigDict, workdir: str, velocity_fn: Callable, params, noise_one: Callable
 ) -> str:
     """Samples with sampling.solver / sampling.nfe to eval/samples_<solver>_<nfe>.npz (x0 and x1)."""
+    check_writable(workdir)
     s = config.sampling
     keys = jax.random.split(jax.random.PRNGKey(s.seed), s.num_samples)
     x0 = jax.jit(jax.vmap(noise_one))(keys)

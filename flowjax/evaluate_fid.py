@@ -21,12 +21,14 @@ from flowjax import metrics, plots
 from flowjax.data import dataset as datasets
 from flowjax.data import images
 from flowjax.metrics import fid
+from flowjax.models import inception
 
 Sampler = Callable  # (params, x0) -> (x1, nfe actually used): `flowjax.evaluate.sampler`
 
 
 def validate_fid(config: ml_collections.ConfigDict) -> None:
-    """Image data sets: the FID Inception weights file exists, and the batch and sample counts make sense."""
+    """Image data sets: the FID Inception weights file exists and is whole (`inception.check_inception_file`),
+    and the batch and sample counts make sense."""
     ev, weights = config.eval, config.eval.inception_weights
     if not weights or not os.path.isfile(weights):
         what = f"eval.inception_weights={weights!r} does not exist" if weights else "eval.inception_weights is not set"
@@ -36,6 +38,13 @@ def validate_fid(config: ml_collections.ConfigDict) -> None:
             "it with `python scripts/convert_inception_weights.py pt_inception-2015-12-05-6726825d.pth "
             "fid_inception.npz` and pass --config.eval.inception_weights=fid_inception.npz."
         )
+    try:  # the whole file, before any training: a damaged one would otherwise fail only at the evaluation
+        inception.check_inception_file(weights)
+    except ValueError as err:
+        raise ValueError(
+            f"eval.inception_weights={weights!r} is not usable: {err} Convert pytorch-fid's "
+            "pt_inception-2015-12-05-6726825d.pth again with scripts/convert_inception_weights.py."
+        ) from err
     for field, low in (("batch_size", 1), ("num_samples", 2), ("fid_num_reference", 0)):
         if not isinstance(ev[field], int) or ev[field] < low:
             raise ValueError(f"eval.{field} must be an integer >= {low} for FID, got {ev[field]!r}.")

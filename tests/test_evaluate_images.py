@@ -68,8 +68,16 @@ def make_config(root, batch_size=7):
     ev = config.eval
     ev.batch_size, ev.num_samples, ev.solvers, ev.nfe = batch_size, N_SAMPLES, ("euler",), (1, 2)
     ev.num_path_samples, ev.path_nfe = N_PATH, PATH_NFE
-    ev.inception_weights = str(root / "weights.npz")  # validate only checks that it exists
+    ev.inception_weights = str(root / "weights.npz")  # a stand-in: the file check is replaced below
     return config
+
+
+@pytest.fixture(scope="module", autouse=True)
+def stand_in_weights():
+    """These tests replace the Inception (`fid_feature_fn`); its weight file's check is tested in test_fid.py."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(evaluate_fid.inception, "check_inception_file", lambda path: None)
+        yield
 
 
 def make_root(tmp):

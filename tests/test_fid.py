@@ -4,6 +4,7 @@ weight conversion) and FD-digits (the committed classifier and reference statist
 import importlib.util
 import os
 import sys
+import zipfile
 
 import flax.linen as nn
 import jax
@@ -328,6 +329,41 @@ def test_inception_weights_roundtrip_and_features(tmp_path, inception_variables)
     bn_stats = changed["batch_stats"]["Mixed_7c"]["branch_pool"]["bn"]
     bn_stats["var"] = 4.0 * bn_stats["var"]
     assert not np.allclose(inception.inception_feature_fn(changed)(images), feats)
+
+
+def test_damaged_inception_weights_are_refused_before_training(tmp_path, inception_variables):
+    """evaluate.validate (run before training) opens the weights file and checks every array's shape and data
+    length without loading it: a whole file passes; empty, truncated and wrong-shape files are refused, the
+    message naming eval.inception_weights."""
+    from configs import default
+    from flowjax import evaluate
+
+    good = str(tmp_path / "good.npz")
+    weights.save_variables(good, inception_variables)
+    config = default.get_config()
+    config.data.name = "cifar10"
+    config.eval.inception_weights = good
+    evaluate.validate(config)
+    data = open(good, "rb").read()
+    bad = {"empty": b"", "truncated": data[: len(data) // 2]}
+    # a whole zip whose last array lost its tail: member sizes no longer match the .npy headers
+    with zipfile.ZipFile(good) as zf, zipfile.ZipFile(tmp_path / "short.npz", "w") as out:
+        names = zf.namelist()
+        for name in names:
+            content = zf.read(name)
+            out.writestr(name, content[:-4] if name == names[-1] else content)
+    bad["short array"] = (tmp_path / "short.npz").read_bytes()
+    changed = {"params": dict(inception_variables["params"]), "batch_stats": inception_variables["batch_stats"]}
+    changed["params"]["Mixed_7c"] = jax.tree.map(lambda a: a[..., :1], changed["params"]["Mixed_7c"])
+    weights.save_variables(str(tmp_path / "shapes.npz"), changed)
+    bad["wrong shapes"] = (tmp_path / "shapes.npz").read_bytes()
+    for what, content in bad.items():
+        path = tmp_path / f"{what}.npz"
+        path.write_bytes(content)
+        config.eval.inception_weights = str(path)
+        with pytest.raises(ValueError, match="eval.inception_weights") as err:
+            evaluate.validate(config)
+        assert str(path) in str(err.value), what
 
 
 def test_load_inception_params_rejects_missing_and_wrong_files(tmp_path, inception_variables):

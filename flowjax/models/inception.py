@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from flowjax.models.weights import Variables, load_variables
+from flowjax.models.weights import Variables, array_shapes, load_variables
 
 INCEPTION_SIZE = 299
 INCEPTION_FEATURES = 2048
@@ -229,20 +229,31 @@ def inception_variable_shapes(model: InceptionV3 | None = None) -> dict[str, tup
     return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(abstract, sep="/").items()}
 
 
-def _check_inception_variables(variables: Variables, model: InceptionV3, source: str) -> Variables:
-    """Variables cast to float32, after checking their paths and shapes against the model."""
+def _check_shapes(shapes: Mapping[str, tuple[int, ...]], model: InceptionV3, source: str) -> None:
+    """Raises ValueError unless ``shapes`` (path -> shape) are exactly the model's variables."""
     expected = inception_variable_shapes(model)
-    flat = traverse_util.flatten_dict(variables, sep="/")
-    missing, unexpected = sorted(expected.keys() - flat.keys()), sorted(flat.keys() - expected.keys())
-    wrong = sorted(k for k in expected.keys() & flat.keys() if tuple(np.shape(flat[k])) != expected[k])
+    missing, unexpected = sorted(expected.keys() - shapes.keys()), sorted(shapes.keys() - expected.keys())
+    wrong = sorted(k for k in expected.keys() & shapes.keys() if tuple(shapes[k]) != expected[k])
     if missing or unexpected or wrong:
         raise ValueError(
             f"{source} does not hold FID InceptionV3 weights: missing {missing[:5]}"
             f"{'...' if len(missing) > 5 else ''} ({len(missing)}), unexpected {unexpected[:5]} "
-            f"({len(unexpected)}), wrong shapes {[(k, np.shape(flat[k]), expected[k]) for k in wrong[:5]]} "
+            f"({len(unexpected)}), wrong shapes {[(k, tuple(shapes[k]), expected[k]) for k in wrong[:5]]} "
             f"({len(wrong)}). Convert pytorch-fid's weights with scripts/convert_inception_weights.py."
         )
+
+
+def _check_inception_variables(variables: Variables, model: InceptionV3, source: str) -> Variables:
+    """Variables cast to float32, after checking their paths and shapes against the model."""
+    flat = traverse_util.flatten_dict(variables, sep="/")
+    _check_shapes({k: np.shape(v) for k, v in flat.items()}, model, source)
     return traverse_util.unflatten_dict({k: np.asarray(v, np.float32) for k, v in flat.items()}, sep="/")
+
+
+def check_inception_file(path: str, model: InceptionV3 | None = None) -> None:
+    """Checks, without loading the arrays, that ``path`` is a whole FID Inception weight file: every variable
+    of `InceptionV3` present with its shape, each array's data complete (`weights.array_shapes`)."""
+    _check_shapes(array_shapes(path), model or InceptionV3(), path)
 
 
 def load_inception_params(path: str, model: InceptionV3 | None = None) -> Variables:
