@@ -34,7 +34,7 @@ DATA_KEY = images.DATA_KEY  # fold_in(PRNGKey(training.seed), DATA_KEY): the key
 
 def kind(data: ml_collections.ConfigDict | dict) -> str:
     """The kind of data a config's ``data`` section names (one of `KINDS`)."""
-    name = data["name"]
+    name = data.get("name", "")  # a pairs manifest may not record its teacher's data: then a 2-D toy's rules
     if name == "pairs":
         return "pairs"
     if images.is_image_dataset(name):
