@@ -35,3 +35,15 @@ def test_train_batches_follow_the_stream():
         index = stream.batch_indices(key, 100, 32, step)
         np.testing.assert_array_equal(batch["index"].reshape(-1), index)
         np.testing.assert_array_equal(batch["x1"].reshape(32, 2), exp.dataset.read(index))
+
+
+def test_process_rows_split_the_global_batch_in_order():
+    """Each of P processes takes a contiguous, equal share; together, in process order, they are the batch."""
+    batch = np.arange(24 * 3).reshape(24, 3)
+    for count in (1, 2, 3, 4):
+        parts = [batch[stream.process_rows(24, p, count)] for p in range(count)]
+        assert all(len(part) == 24 // count for part in parts)
+        np.testing.assert_array_equal(np.concatenate(parts), batch)
+        local = stream.per_device(parts[-1], 2)  # [devices, per device, ...], device-major
+        np.testing.assert_array_equal(local.reshape(parts[-1].shape), parts[-1])
+        assert local.shape == (2, 24 // count // 2, 3)

@@ -47,7 +47,8 @@ class Dataset(NamedTuple):
 
     ``global_batch(step)`` is the whole global batch of ``step`` as host or device arrays: ``"x1"``
     [B, ...], ``"index"`` [B] training-set indices (-1 for fresh draws) and, for stored pairs, ``"x0"``.
-    ``read(indices)`` gives the examples x1 of a fixed training set (None for fresh draws).
+    ``read(indices)`` gives the examples x1 of a fixed training set (None for fresh draws); for images whose
+    flips are examples of their own, the unflipped image of each index below ``examples_per_epoch``.
     ``stream(start_step)``, for image data sets, iterates this process's per-device batches from
     ``start_step`` on, read ahead by background threads (`images.batches`).
     """
