@@ -1,8 +1,8 @@
 """ODE samplers for dx/dt = v(x, t), integrated from noise (t = 0) to data (t = 1).
 
-One module of about 400 lines, under half of them code: the fixed-step solvers share its grid, scan and NFE
+One module of about 550 lines, under half of them code: the fixed-step solvers share its grid, scan and NFE
 helpers, and ``integrators.<name>`` is how every caller reaches a solver; the adaptive Dormand-Prince loop
-lives apart in `flowjax._dopri5`.
+lives apart in `flowjax._dopri5`, and EDM's samplers in `flowjax.edm`.
 
 A velocity function has the call shape ``velocity_fn(x, t) -> v`` with x of shape [B, ...] and
 t of shape [B]; the integrators pass ``jnp.full((B,), t)`` in x's float dtype.
@@ -17,6 +17,10 @@ used.
 `ddim` (deterministic DDIM, one evaluation per step) also needs the path's coefficients
 (an `interpolants.Schedule`), so it is listed apart in ``SCHEDULE_SOLVERS`` and ``get`` hands it
 out only with a schedule.
+`edm_heun` and `edm_euler` (``EDM_SOLVERS``) run the samplers of Karras et al. (2022), `edm.heun` and
+`edm.euler`, on any velocity field of the linear path: they step on EDM's noise levels
+(`edm.karras_sigmas`), not on a uniform grid in t, always over the whole of [0, 1], and `edm_heun`
+spends an odd nfe (its last step has no corrector).
 All solvers are pure and jittable once ``velocity_fn``, ``nfe``, ``max_steps`` and
 ``return_path`` are fixed (e.g. ``jax.jit(lambda x: rk4(v, x, 8))``).
 """
@@ -30,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowjax import _dopri5, interpolants, predictions
+from flowjax import _dopri5, edm, interpolants, predictions
 
 VelocityFn = Callable[[jax.Array, jax.Array], jax.Array]
 # f(x, t) with a scalar t: a velocity function whose time has been broadcast to the batch.
@@ -41,6 +45,8 @@ FIXED_STEP = ("euler", "midpoint", "heun", "rk4")
 ADAPTIVE = ("dopri5",)
 NAMES = FIXED_STEP + ADAPTIVE
 SCHEDULE_SOLVERS = ("ddim",)  # fixed-step solvers that also need the path's Schedule
+# EDM's samplers on its noise levels (Karras et al. 2022, Algorithm 1); the linear path, t from 0 to 1 only.
+EDM_SOLVERS = ("edm_euler", "edm_heun")
 
 _STAGES = (1, 2, 2, 4)  # velocity evaluations per step, aligned with FIXED_STEP
 
@@ -52,20 +58,24 @@ _STAGES = (1, 2, 2, 4)  # velocity evaluations per step, aligned with FIXED_STEP
 
 def _check_name(name: str) -> None:
     """Raises ValueError unless ``name`` is a known solver."""
-    if name not in NAMES + SCHEDULE_SOLVERS:
+    if name not in NAMES + SCHEDULE_SOLVERS + EDM_SOLVERS:
         raise ValueError(
-            f"Unknown ODE solver {name!r}; choose one of {NAMES + SCHEDULE_SOLVERS} (config field eval.solvers)."
+            f"Unknown ODE solver {name!r}; choose one of {NAMES + SCHEDULE_SOLVERS + EDM_SOLVERS} "
+            "(config field eval.solvers)."
         )
 
 
 def stages(name: str) -> int:
     """Velocity evaluations per step of the fixed-step solver ``name`` (euler 1, midpoint 2, heun 2, rk4 4, ddim 1).
 
+    edm_euler 1; edm_heun 2, but its last step spends 1, so N steps cost 2N - 1 (see `valid_nfe`).
     Raises ValueError for an unknown name and for ``dopri5``, whose evaluation count is adaptive.
     """
     _check_name(name)
     if name in SCHEDULE_SOLVERS:
         return 1
+    if name in EDM_SOLVERS:
+        return 2 if name == "edm_heun" else 1
     if name not in FIXED_STEP:
         raise ValueError(f"{name} is adaptive: it has no fixed evaluations per step; stages() covers {FIXED_STEP}.")
     return _STAGES[FIXED_STEP.index(name)]
@@ -74,8 +84,9 @@ def stages(name: str) -> int:
 def valid_nfe(name: str, nfe: int) -> bool:
     """Whether the fixed-step solver ``name`` can spend exactly ``nfe`` velocity evaluations.
 
-    True iff ``nfe`` is a positive Python int that is a multiple of ``stages(name)``. Always False
-    for ``dopri5`` (its nfe is not prescribed), so a (solver, nfe) sweep can skip it.
+    True iff ``nfe`` is a positive Python int that is a multiple of ``stages(name)``; for
+    ``edm_heun`` iff it is odd and positive (N steps spend 2N - 1). Always False for ``dopri5``
+    (its nfe is not prescribed), so a (solver, nfe) sweep can skip it.
     Raises ValueError for an unknown solver name.
     """
     _check_name(name)
@@ -83,6 +94,8 @@ def valid_nfe(name: str, nfe: int) -> bool:
         return False
     if isinstance(nfe, bool) or not isinstance(nfe, (int, np.integer)):
         return False
+    if name == "edm_heun":
+        return nfe >= 1 and nfe % 2 == 1
     s = stages(name)
     return nfe >= s and nfe % s == 0
 
@@ -382,6 +395,121 @@ def dopri5(
     return _dopri5.integrate(_batched_time(velocity_fn, x0), x0, t0, t1, rtol, atol, max_steps, return_path)
 
 
+# --------------------------------------------------------------------------------------------
+# EDM's samplers (Karras et al. 2022) on a flowjax velocity field; the samplers are in flowjax.edm
+# --------------------------------------------------------------------------------------------
+
+
+def _edm_steps(name: str, nfe: int, t0: float, t1: float) -> int:
+    """EDM steps N that spend exactly ``nfe`` evaluations (2N - 1 for edm_heun, N for edm_euler); checks t0, t1."""
+    if isinstance(nfe, bool) or not isinstance(nfe, (int, np.integer)):
+        raise TypeError(f"{name}: nfe must be a static Python int, got {nfe!r} of type {type(nfe).__name__}.")
+    if not valid_nfe(name, nfe):
+        need = "an odd nfe ≥ 1 (N steps spend 2N - 1 evaluations)" if name == "edm_heun" else "nfe ≥ 1"
+        raise ValueError(f"{name} needs {need}, got {nfe}.")
+    if float(t0) != 0.0 or float(t1) != 1.0:
+        raise ValueError(
+            f"{name} integrates over the whole of t in [0, 1] (EDM's noise levels from sigma_max to 0), so it needs "
+            f"t0 = 0 and t1 = 1, got t0={t0}, t1={t1}: set eval.t_end = 1.0 or choose another solver."
+        )
+    return (int(nfe) + 1) // 2 if name == "edm_heun" else int(nfe)
+
+
+def _edm_solve(
+    sampler: Callable[..., Any],
+    velocity_fn: VelocityFn,
+    x0: jax.Array,
+    num_steps: int,
+    return_path: bool,
+    sigma_min: float,
+    sigma_max: float,
+    rho: float,
+) -> jax.Array | tuple[jax.Array, jax.Array]:
+    """Runs the `flowjax.edm` sampler on the denoiser behind ``velocity_fn`` (linear path), from sigma_max x0.
+
+    D(x, sigma) = x1_hat of `predictions.denoise` at y = x / (1 + sigma), t = 1 / (1 + sigma), i.e.
+    y + (1 - t) v(y, t) (`flowjax.edm`'s module docstring derives the map). The path is returned as
+    flowjax states y_i = x_i / (1 + sigma_i).
+    """
+    x0 = _as_float(x0)
+    dtype = x0.dtype
+    data_prediction = predictions.denoise(velocity_fn, interpolants.schedule("linear"))
+
+    def denoise_fn(x: jax.Array, sigma: jax.Array) -> jax.Array:
+        y, t = edm.to_flow(x, sigma)
+        return data_prediction(y, t)[0].astype(dtype)
+
+    out = sampler(denoise_fn, x0, num_steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, return_path=return_path)
+    if not return_path:
+        return out
+    x1, path = out
+    scale = 1.0 + edm.karras_sigmas(num_steps, sigma_min, sigma_max, rho, dtype)
+    return x1, path / jnp.reshape(scale, scale.shape + (1,) * x0.ndim)
+
+
+def edm_heun(
+    velocity_fn: VelocityFn,
+    x0: jax.Array,
+    nfe: int,
+    *,
+    t0: float = 0.0,
+    t1: float = 1.0,
+    return_path: bool = False,
+    sigma_min: float = edm.SIGMA_MIN,
+    sigma_max: float = edm.SIGMA_MAX,
+    rho: float = edm.RHO,
+) -> jax.Array | tuple[jax.Array, jax.Array]:
+    """EDM's deterministic Heun sampler (Karras et al. 2022, Algorithm 1, S_churn = 0) on any flowjax velocity field.
+
+    ``velocity_fn`` must be a field of the linear path x_t = t x1 + (1 - t) x0: a flow-matching model,
+    or an EDM model through `edm.velocity`. Its denoiser D(x, sigma) = y + (1 - t) v(y, t) at
+    y = x / (1 + sigma), t = 1 / (1 + sigma) drives `edm.heun` from the VE state sigma_max x0, so the
+    velocity is evaluated at t_i = 1 / (1 + sigma_i) on the levels of `edm.karras_sigmas`.
+    N = (nfe + 1) / 2 steps: the N - 1 first have a corrector (2 evaluations each), the last, to
+    sigma = 0 (t = 1), is an Euler step. ValueError unless nfe is odd and ≥ 1, and unless t0 = 0 and
+    t1 = 1 (config field eval.t_end), since the grid is EDM's.
+
+    This differs from `heun`, which steps on a uniform grid in t with a corrector on every step.
+
+    Returns x at t = 1 (sigma = 0), shape [B, ...]; with ``return_path`` also the states y_i =
+    x_i / (1 + sigma_i) at t_i, shape [N + 1, B, ...] (path[0] = sigma_max / (1 + sigma_max) x0,
+    path[-1] = x1).
+    """
+    n = _edm_steps("edm_heun", nfe, t0, t1)
+    return _edm_solve(edm.heun, velocity_fn, x0, n, return_path, sigma_min, sigma_max, rho)
+
+
+def edm_euler(
+    velocity_fn: VelocityFn,
+    x0: jax.Array,
+    nfe: int,
+    *,
+    t0: float = 0.0,
+    t1: float = 1.0,
+    return_path: bool = False,
+    sigma_min: float = edm.SIGMA_MIN,
+    sigma_max: float = edm.SIGMA_MAX,
+    rho: float = edm.RHO,
+) -> jax.Array | tuple[jax.Array, jax.Array]:
+    """`edm.euler` (first order, N = nfe steps on EDM's noise levels) on any flowjax velocity field.
+
+    As `edm_heun` without the corrector: an Euler step in sigma on the VE state is an Euler step in t on
+    the linear path evaluated at the same point, so this is `euler` on the non-uniform grid
+    t_i = 1 / (1 + sigma_i), started from sigma_max / (1 + sigma_max) x0 at t_0. ValueError if nfe < 1 or
+    unless t0 = 0 and t1 = 1 (config field eval.t_end). Returns as `edm_heun`, with N = nfe.
+    """
+    n = _edm_steps("edm_euler", nfe, t0, t1)
+    return _edm_solve(edm.euler, velocity_fn, x0, n, return_path, sigma_min, sigma_max, rho)
+
+
+def _is_linear(schedule: interpolants.Schedule) -> bool:
+    """Whether ``schedule`` is (t, 1 - t), checked at a few times."""
+    t = np.linspace(0.0, 1.0, 5, dtype=np.float32)
+    with jax.ensure_compile_time_eval():  # concrete values even when get() is called inside jit
+        alpha, sigma = np.asarray(schedule.alpha(jnp.asarray(t))), np.asarray(schedule.sigma(jnp.asarray(t)))
+    return bool(np.allclose(alpha, t, rtol=0.0, atol=1e-6) and np.allclose(sigma, 1.0 - t, rtol=0.0, atol=1e-6))
+
+
 def get(name: str, schedule: interpolants.Schedule | None = None) -> Callable[..., Any]:
     """The solver called ``name`` (config field ``eval.solvers``); ValueError listing the valid names otherwise.
 
@@ -389,9 +517,17 @@ def get(name: str, schedule: interpolants.Schedule | None = None) -> Callable[..
     (``interpolants.schedule(config.loss.interpolant)``) and comes back with it bound, so it has
     the usual ``(velocity_fn, x0, nfe, **kw)`` signature; ``get("ddim")`` without one raises
     ValueError. Solvers of ``NAMES`` do not use a schedule and ignore it, so a sweep may pass the
-    schedule for every name.
+    schedule for every name. Those of ``EDM_SOLVERS`` read a velocity of the linear path only: given a
+    schedule, they raise ValueError unless it is (t, 1 - t) (``loss.interpolant = "linear"``).
     """
     _check_name(name)
+    if name in EDM_SOLVERS:
+        if schedule is not None and not _is_linear(schedule):
+            raise ValueError(
+                f"Solver {name!r} (config field eval.solvers) recovers EDM's denoiser as y + (1 - t) v, which holds "
+                "on the linear path only; train with loss.interpolant = 'linear' or choose another solver."
+            )
+        return edm_heun if name == "edm_heun" else edm_euler
     if name in SCHEDULE_SOLVERS:
         if schedule is None:
             raise ValueError(

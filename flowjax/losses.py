@@ -1,7 +1,8 @@
 """Pure flow-matching and diffusion losses, and time samplers.
 
 The model has the call shape ``apply_fn(params, x, t) -> output`` with t of shape [B]: a velocity
-for `flow_matching_loss`, a noise prediction for `epsilon_loss` (DDPM's simple loss).
+for `flow_matching_loss`, a noise prediction for `epsilon_loss` (DDPM's simple loss). `edm_loss`
+instead takes EDM's preconditioned denoiser ``D(params, x, sigma)`` (`flowjax.edm.denoiser`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from flowjax import interpolants
+from flowjax import edm, interpolants
 
 TimeSampler = Callable[[jax.Array, int], jax.Array]
 
@@ -109,4 +110,38 @@ def epsilon_loss(
     err = jnp.mean(jnp.square(apply_fn(params, xt, t) - x0).reshape(x0.shape[0], -1), axis=1)
     if weight_fn is not None:
         err = err * weight_fn(t)
+    return jnp.mean(err)
+
+
+def edm_loss(
+    denoise_fn: Callable[..., jax.Array],
+    params: Any,
+    x0: jax.Array,
+    x1: jax.Array,
+    sigma: jax.Array,
+    *,
+    sigma_data: float,
+    weight: bool = True,
+) -> jax.Array:
+    """EDM's denoising loss: E lambda(sigma) ||D(x1 + sigma x0, sigma) - x1||^2, mean over features.
+
+    The loss of Karras et al. (2022), Eq. 2, weighted by lambda(sigma) over the noise levels (Eq. 8).
+
+    ``denoise_fn(params, x, sigma [B]) -> x1_hat`` is the preconditioned denoiser of `edm.denoiser`
+    (bind labels or rngs with a lambda). x0 is standard normal noise already paired with the data x1
+    by a coupling, so the VE sample is x = x1 + sigma x0; sigma [B] comes from `edm.sample_sigma`.
+    lambda = `edm.loss_weight` (sigma_data) with ``weight=True``, 1 otherwise. Per-example means over
+    features are averaged over the batch, as in `flow_matching_loss`; EDM's code sums over features
+    (training/loss.py, ``EDMLoss``), which a config gets with ``loss.feature_reduction = "sum"``.
+    """
+    if x0.shape != x1.shape:
+        raise ValueError(f"noise x0 {x0.shape} and data x1 {x1.shape} must have the same shape.")
+    sigma = jnp.asarray(sigma)
+    if sigma.shape != x0.shape[:1]:
+        raise ValueError(f"sigma {sigma.shape} must have shape [B] = {x0.shape[:1]} (one noise level per example).")
+    sigma = sigma.astype(x1.dtype)
+    x = x1 + jnp.reshape(sigma, sigma.shape + (1,) * (x1.ndim - 1)) * x0
+    err = jnp.mean(jnp.square(denoise_fn(params, x, sigma) - x1).reshape(x1.shape[0], -1), axis=1)
+    if weight:
+        err = err * edm.loss_weight(sigma, sigma_data)
     return jnp.mean(err)
