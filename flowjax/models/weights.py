@@ -11,9 +11,13 @@ File format: one array per leaf of the Flax variables dict, keyed by the leaf's 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import zipfile
-from typing import Any
+from typing import Any, Sequence
 
+import jax
 import numpy as np
 from flax import traverse_util
 
@@ -62,3 +66,66 @@ def load_variables(path: str) -> Variables:
     with np.load(path, allow_pickle=False) as f:
         flat = {key: np.asarray(f[key]) for key in f.files}
     return traverse_util.unflatten_dict(flat, sep="/")
+
+
+# Converted networks: a weight file plus a JSON record of what it holds (scripts/convert_edm_weights.py).
+
+
+def sha256_file(path: str) -> str:
+    """The SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def converted_info_path(path: str) -> str:
+    """The JSON record beside a converted weight file: ``edm.npz`` -> ``edm.json``."""
+    return os.path.splitext(path)[0] + ".json"
+
+
+def load_converted(
+    path: str, model: Any, input_shape: Sequence[int], *, field: str = "model.weights"
+) -> tuple[Variables, dict[str, Any]]:
+    """(params, record) of a converted network, checked against the file's record and ``model``.
+
+    ``input_shape`` is the [B, H, W, C] of the model's inputs. Checks, before loading any array: the file and
+    its record exist, the file's SHA-256 is the one recorded when it was written, and every parameter of
+    ``model`` is there with its shape and nothing else is. Each failure raises (FileNotFoundError or
+    ValueError) with a message naming ``field``, the config field that gave ``path``, and what to do.
+    """
+    convert = f"python scripts/convert_edm_weights.py --state_dict=<EDM network>.pt --out={path}"
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{field}={path!r} does not exist; convert the network first ({convert}).")
+    info_path = converted_info_path(path)
+    if not os.path.exists(info_path):
+        raise ValueError(f"{field}={path!r} has no record {info_path} beside it; convert it again ({convert}).")
+    with open(info_path) as f:
+        info = json.load(f)
+    digest = sha256_file(path)
+    if digest != info.get("sha256"):
+        raise ValueError(
+            f"{field}={path!r}: its SHA-256 {digest[:16]}... is not the {str(info.get('sha256'))[:16]}... recorded in "
+            f"{info_path} when it was written; the file was changed or is incomplete. Convert it again ({convert})."
+        )
+    x = jax.ShapeDtypeStruct(tuple(input_shape), np.float32)
+    t = jax.ShapeDtypeStruct((input_shape[0],), np.float32)
+    expected = {
+        f"params/{'/'.join(str(k.key) for k in key)}": tuple(leaf.shape)
+        for key, leaf in jax.tree_util.tree_flatten_with_path(
+            jax.eval_shape(model.init, jax.random.PRNGKey(0), x, t)["params"]
+        )[0]
+    }
+    stored = array_shapes(path)
+    problems = [f"missing {k} {list(s)}" for k, s in expected.items() if k not in stored]
+    problems += [f"unexpected {k}" for k in stored if k not in expected]
+    problems += [f"{k} is {list(stored[k])}, not {list(s)}" for k, s in expected.items() if stored.get(k, s) != s]
+    if problems:
+        preset = info.get("preset", "?")
+        raise ValueError(
+            f"{field}={path!r} holds the network of model.preset={preset!r} ({info.get('edm_network', '?')}), which "
+            f"does not fit this config's model ({len(problems)} differences, e.g. {'; '.join(problems[:3])}). Set "
+            f"model.preset={preset!r} and leave the fields it sets alone, or set {field} to the weights of this model."
+        )
+    return load_variables(path)["params"], info
