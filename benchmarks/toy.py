@@ -2,6 +2,15 @@
 
     python benchmarks/toy.py [--task moons|checkerboard] [--steps 3000] [--methods icfm,otcfm,loom,...]
                              [--steps_per_call 1] [--out benchmarks/results/toy_<task>.json]
+    python benchmarks/toy.py --end_to_end [--steps 2000] [--steps_per_call 0] [--sweep default|short]
+                             [--out benchmarks/results/toy_end_to_end.json]
+
+--end_to_end times the whole command a user runs, `main.py --config=configs/quickstart.py` (OT-CFM, 8 Gaussians
+-> moons, batch 256) with --steps steps and its evaluation sweep, as a subprocess: start-up (from the command
+to the end of the first compiled call, i.e. the first steps taken), steps/s after it, end-to-end seconds and W2
+at Euler NFE 1. It runs the command three times: "cold" (an empty compilation cache, a new workdir), "rerun"
+(the cache it filled, a new workdir) and "resume" (that workdir, 10% more steps). Its fields line up with
+`benchmarks/toy_torch_reference.py --end_to_end`.
 
 Each row is a toy config of `configs/` (same fixed training set of 10,000 points, MLP 3x64, batch
 256, Adam 1e-3, sigma 0.1, one device), differing only in the coupling. Prints steps/s of the
@@ -13,8 +22,13 @@ benchmarks/report.py) and a sample of the held-out points.
 
 import argparse
 import importlib
+import json
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -80,22 +94,115 @@ def run(
     return row, extras
 
 
+E2E_COLUMNS = ["implementation", "run", "start-up s", "steps/s", "end-to-end s", "W2 NFE 1"]
+
+
+def timed_main(workdir: str, steps: int, steps_per_call: int, sweep: str, cache: str) -> dict:
+    """Runs main.py on the quickstart and times it from the outside: each stderr line is stamped as it arrives."""
+    flags = [f"--config.training.num_steps={steps}", f"--config.training.steps_per_call={steps_per_call}"]
+    if sweep == "short":
+        flags += ["--config.eval.solvers=('euler',)", "--config.eval.nfe=(1,)"]
+    cmd = [sys.executable, "main.py", "--config=configs/quickstart.py", f"--workdir={workdir}", *flags]
+    env = dict(os.environ, FLOWJAX_COMPILATION_CACHE=cache)
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=common.ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend((time.perf_counter(), s) for s in proc.stderr))
+    reader.start()
+    proc.wait()
+    reader.join()
+    total = time.perf_counter() - started
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n" + "".join(s for _, s in lines)[-3000:])
+    first = next(((t, s) for t, s in lines if "Compiled and took the first call's steps" in s), None)
+    steps_at = [(t, int(s.split("Step ")[1].split(" of")[0])) for t, s in lines if "] Step " in s and " of " in s]
+    rate = None
+    if first and steps_at and steps_at[-1][0] > first[0]:
+        k = int(next(s for _, s in lines if "Compiling the train step (" in s).split("(")[1].split(" ")[0])
+        start = (
+            int(
+                next(s for _, s in lines if "Compiling the train step" in s)
+                .split("taking step")[1]
+                .lstrip("s ")
+                .split()[0]
+            )
+            - 1
+        )
+        rate = (steps_at[-1][1] - start - k) / (steps_at[-1][0] - first[0])
+    with open(os.path.join(workdir, "eval", "metrics.json")) as f:
+        w2 = next(r["w2"] for r in json.load(f)["results"] if (r["solver"], r["nfe"]) == ("euler", 1))
+    return {
+        "start-up s": first[0] - started if first else None,
+        "steps/s": rate,
+        "end-to-end s": total,
+        "W2 NFE 1": w2,
+    }
+
+
+def end_to_end(args) -> None:
+    k = args.steps_per_call
+    rows, tmp = [], tempfile.mkdtemp(prefix="flowjax_e2e_")
+    try:
+        cache = os.path.join(tmp, "cache")
+        runs = [
+            ("cold", os.path.join(tmp, "a"), args.steps),
+            ("rerun", os.path.join(tmp, "b"), args.steps),
+            ("resume", os.path.join(tmp, "b"), args.steps + args.steps // 10),
+        ]
+        for name, workdir, steps in runs:
+            row = {"implementation": "flowjax main.py", "run": name, **timed_main(workdir, steps, k, args.sweep, cache)}
+            rows.append(row)
+            print(row, flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(
+        f"\nmain.py --config=configs/quickstart.py, {args.steps} steps (steps_per_call={k}; 0: auto), {args.sweep} "
+        f"evaluation sweep, {jax.default_backend()} ({os.cpu_count()} cores)\n"
+    )
+    formats = {"start-up s": ".1f", "steps/s": ".0f", "end-to-end s": ".1f", "W2 NFE 1": ".3f"}
+    t = common.table("toy_end_to_end", "flowjax end to end (quickstart)", E2E_COLUMNS, rows, formats)
+    reference = os.path.join(common.RESULTS, "toy_torch_reference_end_to_end.json")
+    shown = t
+    if os.path.exists(reference):  # benchmarks/toy_torch_reference.py --end_to_end, run where torch is installed
+        with open(reference) as f:
+            ref = json.load(f)
+        shown = {**t, "rows": rows + ref["tables"][0]["rows"]}
+        print(
+            f"(the PyTorch row: {reference}, {ref['date']}, {ref['machine']['cpu']}, {ref['settings']['steps']} steps)"
+        )
+    print(common.markdown(shown))
+    settings = {"steps": args.steps, "steps_per_call": k, "sweep": args.sweep, "config": "configs/quickstart.py"}
+    common.write(args.out, "toy_end_to_end", [t], seeds=1, settings=settings)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(TASKS), default="moons")
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default 3000; 2000 --end_to_end)")
     parser.add_argument("--timed", type=int, default=1000, help="last steps that are timed")
     parser.add_argument(
         "--steps_per_call",
         type=int,
-        default=1,
-        help="training.steps_per_call: steps per compiled call (must divide --steps)",
+        default=None,
+        help="training.steps_per_call: steps per compiled call (must divide --steps; default 1, 0 (auto) with "
+        "--end_to_end)",
     )
+    parser.add_argument("--end_to_end", action="store_true", help="time main.py's whole command (see above)")
+    parser.add_argument("--sweep", choices=("default", "short"), default="default", help="--end_to_end's evaluation")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {list(METHODS)}")
     parser.add_argument("--trajectories", type=int, default=64, help="Euler trajectories kept per model in the JSON")
     parser.add_argument("--trajectory_steps", type=int, default=16, help="Euler steps of those trajectories")
     common.add_out_argument(parser, "toy_<task>")
     args = parser.parse_args()
+    if args.end_to_end:
+        args.steps = 2000 if args.steps is None else args.steps
+        args.steps_per_call = 0 if args.steps_per_call is None else args.steps_per_call
+        if args.out.endswith("toy_<task>.json"):
+            args.out = args.out.replace("toy_<task>", "toy_end_to_end")
+        return end_to_end(args)
+    args.steps = 3000 if args.steps is None else args.steps
+    args.steps_per_call = 1 if args.steps_per_call is None else args.steps_per_call
     if args.out.endswith("toy_<task>.json"):
         args.out = args.out.replace("<task>", args.task)
     rows, trajectories = [], {}

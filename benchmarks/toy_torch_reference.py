@@ -3,6 +3,8 @@
     pip install torch pot
     python benchmarks/toy_torch_reference.py [--steps 1200] [--timed 1000]
                                              [--out benchmarks/results/toy_torch_reference.json]
+    python benchmarks/toy_torch_reference.py --end_to_end [--steps 2000]
+                                             [--out benchmarks/results/toy_torch_reference_end_to_end.json]
 
 This is a stand-alone reference point for the steps/s that benchmarks/toy.py reports, run on the same
 machine; it is not part of flowjax and flowjax does not depend on torch or POT.
@@ -16,13 +18,35 @@ squared Euclidean cost and pairs each target point with its planned source point
 I-CFM uses the independent pairing. Data sampling is inside the timed loop; the first
 steps - timed steps are warm-up and are not timed. torch.set_num_threads is left at its default.
 The result also goes to a JSON file (`--out`, see benchmarks/common.py).
+
+--end_to_end is the reference for `benchmarks/toy.py --end_to_end`, with the same columns: OT-CFM for --steps
+steps, then W2 at Euler NFE 1 (exact, POT's ot.emd2 on squared distances, 2,000 fresh moons points against the
+samples of 2,000 fresh 8-Gaussians noise points); start-up is the time from the process's start (Linux:
+/proc/self/stat) to the end of the first step, steps/s is over the steps after it, end-to-end is the time from
+the process's start to the end of the evaluation.
 """
+
+import os
+import time
+
+
+def _process_age() -> float:
+    """Seconds since this process started (Linux: /proc/self/stat's starttime against /proc/uptime; else 0)."""
+    try:
+        with open("/proc/self/stat") as f:
+            started_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/uptime") as f:
+            return max(0.0, float(f.read().split()[0]) - started_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+# before torch's import: --end_to_end's start-up includes it, as flowjax's includes JAX's
+_CLOCK_AT_IMPORT, _AGE_AT_IMPORT = time.perf_counter(), _process_age()
 
 import argparse
 import math
-import os
 import sys
-import time
 
 import numpy as np
 import ot
@@ -106,12 +130,67 @@ def run(coupling: str, steps: int, timed: int, seed: int = 0) -> float:
     return timed / (time.perf_counter() - start)
 
 
+def since_start() -> float:
+    return _AGE_AT_IMPORT + time.perf_counter() - _CLOCK_AT_IMPORT
+
+
+def end_to_end(steps: int, seed: int = 0) -> dict:
+    """OT-CFM for ``steps`` steps, then W2 at Euler NFE 1; the fields of benchmarks/toy.py --end_to_end."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = MLP()
+    ema = [p.detach().clone() for p in model.parameters()]
+    params = list(model.parameters())
+    opt = torch.optim.Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+    for step in range(steps):
+        x1, x0 = sample_moons(BATCH, gen), sample_8gaussians(BATCH, gen)
+        x0 = exact_ot_pairing(x0, x1)
+        t = torch.rand(BATCH, generator=gen, dtype=DTYPE)
+        xt = (1 - t[:, None]) * x0 + t[:, None] * x1
+        loss = (model(xt, t) - (x1 - x0)).pow(2).sum(1).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - 0.999)
+        if step == 0:
+            first_step, first_clock = since_start(), time.perf_counter()
+    rate = (steps - 1) / (time.perf_counter() - first_clock) if steps > 1 else None
+    with torch.no_grad():  # the EMA parameters, as flowjax evaluates (eval.use_ema)
+        for p, e in zip(params, ema):
+            p.copy_(e)
+        eval_gen = torch.Generator().manual_seed(seed + 1)
+        target, x0 = sample_moons(2000, eval_gen), sample_8gaussians(2000, eval_gen)
+        x1 = x0 + model(x0, torch.zeros(2000, dtype=DTYPE))  # one Euler step from t = 0 to 1
+    cost = (torch.cdist(x1, target) ** 2).double().numpy()
+    weights = np.full(2000, 1.0 / 2000)
+    w2 = float(np.sqrt(ot.emd2(weights, weights, cost)))
+    return {"start-up s": first_step, "steps/s": rate, "end-to-end s": since_start(), "W2 NFE 1": w2}
+
+
+E2E_COLUMNS = ["implementation", "run", "start-up s", "steps/s", "end-to-end s", "W2 NFE 1"]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default 1200; 2000 --end_to_end)")
     parser.add_argument("--timed", type=int, default=1000, help="last steps that are timed")
+    parser.add_argument("--end_to_end", action="store_true", help="start-up, steps/s, end-to-end time, W2 NFE 1")
     common.add_out_argument(parser, "toy_torch_reference")
     args = parser.parse_args()
+    if args.end_to_end:
+        steps = 2000 if args.steps is None else args.steps
+        row = {"implementation": "PyTorch + POT (reference)", "run": "cold", **end_to_end(steps)}
+        print(row)
+        formats = {"start-up s": ".1f", "steps/s": ".0f", "end-to-end s": ".1f", "W2 NFE 1": ".3f"}
+        t = common.table("toy_torch_reference_end_to_end", "PyTorch + POT end to end", E2E_COLUMNS, [row], formats)
+        print(common.markdown(t))
+        out = args.out.replace("toy_torch_reference.json", "toy_torch_reference_end_to_end.json")
+        settings = {"steps": steps, "batch_size": BATCH, "torch": torch.__version__, "pot": ot.__version__}
+        common.write(out, "toy_torch_reference_end_to_end", [t], seeds=1, settings=settings)
+        return
+    args.steps = 1200 if args.steps is None else args.steps
     timed = min(args.timed, args.steps - 1)
     ot_rate = run("exact_ot", args.steps, timed)
     icfm_rate = run("independent", args.steps, timed)

@@ -13,20 +13,34 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def plot_samples(path: str, target: np.ndarray, samples: dict[str, np.ndarray]) -> None:
-    """A scatter panel of 2-D points [n, 2] per entry: the target, then each solver x NFE, on common axes."""
+    """A scatter panel of 2-D points [n, 2] per entry: the target, then each solver x NFE (`samples_figure`)."""
+    fig = samples_figure(target, samples)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def samples_figure(target: np.ndarray, samples: dict[str, np.ndarray]) -> plt.Figure:
+    """The figure of `plot_samples`. Every panel has the same axes, the target's bounding box with a margin, and
+    shows the target faintly (grey) under its samples, so that the panels can be compared with the target and
+    with each other by eye. Samples outside the box are drawn on its edge rather than widening it: a diverged
+    model's samples do not shrink the others."""
     panels = {"target (test set)": target, **samples}
     cols = min(4, len(panels))
     rows = -(-len(panels) // cols)
-    lim = np.abs(target).max() * 1.3
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
+    low, high = target.min(0), target.max(0)
+    centre, half = (low + high) / 2, (high - low).max() / 2 * 1.15  # a square box: the axes are equal
+    lim = (centre - half, centre + half)
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False, sharex=True, sharey=True)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, (title, x) in zip(axes.flat, panels.items()):
-        ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.5)
-        ax.set(title=title, xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
+    for i, (ax, (title, x)) in enumerate(zip(axes.flat, panels.items())):
+        if i:
+            ax.scatter(target[:, 0], target[:, 1], s=1, c="0.8", alpha=0.5, linewidths=0)
+        x = np.clip(x, lim[0], lim[1])
+        ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.5, c="tab:blue" if i else "tab:orange", linewidths=0)
+        ax.set(title=title, xlim=(lim[0][0], lim[1][0]), ylim=(lim[0][1], lim[1][1]), aspect="equal")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def plot_image_samples(

@@ -1,6 +1,7 @@
 """Tests run on CPU with 4 forced host devices, so the pmap paths are exercised."""
 
 import os
+import tempfile
 
 # Compiles dominate the suite: LLVM's -O0 about halves the compile of a small UNet step, for slower
 # execution, which the few long-running tests barely feel. Numerics are XLA's either way.
@@ -9,6 +10,8 @@ os.environ["XLA_FLAGS"] = (
 )
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# main.py's persistent compilation cache: one per test session, shared by its subprocess runs, never the user's.
+os.environ.setdefault("FLOWJAX_COMPILATION_CACHE", tempfile.mkdtemp(prefix="flowjax-test-jax-cache-"))
 
 
 import pytest  # noqa: E402

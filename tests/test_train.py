@@ -217,7 +217,7 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
         ({"data.num_train": 10}, "between 1 and data.num_train=10"),
         ({"coupling.name": "dansm", "coupling.match_size": -1}, "coupling.match_size"),
         ({"training.steps_per_call": 3}, "steps_per_call=3 must .* divide training.num_steps=40"),
-        ({"training.steps_per_call": 0}, "steps_per_call=0 must be >= 1"),
+        ({"training.steps_per_call": -1}, "steps_per_call=-1 must be 0"),
     ],
 )
 def test_bad_config_values(override, message):
