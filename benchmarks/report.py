@@ -50,6 +50,7 @@ RUNS = {
     "assignment": ("assignment.py", "", "--problems 10 --repeats 3"),
     "assignment_n1024": ("assignment.py", "--n 1024 --problems 10", None),
     "digits": ("digits.py", "--workdir {runs}/digits", None),
+    "edm": ("edm.py", "--workdir {runs}/edm", "--workdir {runs}/edm --steps 300 --toy_steps 500"),
     "rectify": ("rectify.py", "--workdir {runs}/rectify",
                 "--tables 1,2 --seeds 2 --n 1000 --steps 300 --num_pairs 2000 --pair_solver euler --pair_nfe 16 "
                 "--workdir {runs}/rectify"),
@@ -515,6 +516,28 @@ def section_digits(data: dict, quick: bool, out: list[str]) -> None:
     out.append(f"![FD-digits and W2 against NFE]({plot_digits_nfe(record)})\n")
 
 
+def section_edm(data: dict, quick: bool, out: list[str]) -> None:
+    if "edm" not in data:
+        return
+    record = data["edm"]
+    out.append("## EDM teachers beside flow models\n")
+    out.append(
+        "`benchmarks/edm.py` trains EDM models (Karras et al. 2022: preconditioned denoiser, log-normal noise "
+        "levels, `loss.name=edm`) and flow models of the same network and budget, and samples every model with "
+        "EDM's Heun on the Karras schedule (`edm_heun`, NFE 2N - 1), Euler on the same grid (`edm_euler`) and "
+        "Euler on flowjax's uniform grid in t (`euler`; an EDM model is read on t = 1 / (1 + sigma)). The digits "
+        "EDM model is conditional on the digit class (class-balanced samples; the class-accuracy row is the "
+        "fraction of samples the digits classifier puts in the asked class); the flow models are "
+        "unconditional. EDM's Heun is meant for N of about 18 and more: with few steps each step crosses a "
+        "large part of the sigma range and the corrector evaluates the denoiser at an extrapolated state, so "
+        "compare its small-N columns with Euler at the same NFE.\n"
+    )
+    out.append(provenance(record, "edm", quick) + "\n")
+    for t in record["tables"]:
+        out.append(f"**{t['title']}.**\n")
+        out.append(common.markdown(t) + "\n")
+
+
 def section_rectify(data: dict, quick: bool, out: list[str]) -> None:
     names = [n for n in ("rectify", "rectify_init_teacher") if n in data]
     if not names:
@@ -583,6 +606,7 @@ SECTIONS = [
     section_couplings,
     section_assignment,
     section_digits,
+    section_edm,
     section_rectify,
     section_unet,
 ]

@@ -59,6 +59,10 @@ def get_config() -> ml_collections.ConfigDict:
     }
     for field, kind in unet_fields.items():
         model[field] = ml_collections.config_dict.placeholder(kind)
+    # A converted network (scripts/convert_edm_weights.py: NVlabs EDM's released networks) to start from instead
+    # of a random initialisation: checked (hash, every shape) before any work; --mode=pairs/eval/sample use it
+    # when the workdir has no checkpoint yet.
+    model.weights = ""
 
     config.coupling = coupling = ml_collections.ConfigDict()
     coupling.name = "independent"  # independent | exact_ot | sinkhorn | loom | dansm | immiscible
@@ -77,7 +81,9 @@ def get_config() -> ml_collections.ConfigDict:
     coupling.match_size = 0  # dansm, immiscible: pool size, any size (0: the global batch)
 
     config.loss = loss = ml_collections.ConfigDict()
-    loss.name = "flow_matching"  # flow_matching (velocity) | epsilon (DDPM noise prediction, sample with ddim)
+    # flow_matching (velocity) | epsilon (DDPM noise prediction, sample with ddim) | edm (Karras et al. 2022's
+    # preconditioned denoiser on the VE path x1 + sigma x0; sampled on flowjax's t = 1 / (1 + sigma), or edm_heun)
+    loss.name = "flow_matching"
     loss.interpolant = "linear"  # linear | gaussian_cfm | vp_cosine | vp_linear (DDPM's linear betas)
     loss.sigma_min = 1e-4  # gaussian_cfm only
     loss.sigma = 0.0  # Gaussian perturbation of x_t (I-CFM's sigma)
@@ -85,6 +91,9 @@ def get_config() -> ml_collections.ConfigDict:
     loss.time_sampler = "uniform"  # uniform | logit_normal | zero (t = 0 only: one-step distillation on pairs)
     loss.time_mean = 0.0  # logit_normal
     loss.time_std = 1.0  # logit_normal
+    loss.sigma_data = 0.5  # edm: the data's standard deviation in EDM's preconditioning (0.5 for images in [-1, 1])
+    loss.p_mean = -1.2  # edm: ln sigma ~ N(p_mean, p_std^2) during training (EDM Table 1)
+    loss.p_std = 1.2
 
     config.optim = optim = ml_collections.ConfigDict()
     optim.learning_rate = 1e-3
@@ -106,8 +115,10 @@ def get_config() -> ml_collections.ConfigDict:
     training.keep_checkpoints = 3
     # Steps per compiled call (lax.scan): fewer host round trips; a stateless coupling's K pairings are solved
     # together (exact OT's host assignments on all CPU cores), during the previous call's updates. Same steps,
-    # same data; must divide num_steps, log_every and checkpoint_every.
-    training.steps_per_call = 1
+    # same data; must divide num_steps, log_every and checkpoint_every. 0 (the default): chosen by main.py and
+    # train.train, the largest divisor of those and of the step a run resumes at, up to 40, for examples of up to
+    # 1,024 values (1 for images); see flowjax/train/loop.py:steps_per_call.
+    training.steps_per_call = 0
     training.init_from = ""  # a trained run's workdir: start from its EMA parameters (reflow from the teacher)
 
     config.eval = ev = ml_collections.ConfigDict()
@@ -118,6 +129,11 @@ def get_config() -> ml_collections.ConfigDict:
     ev.use_ema = True
     ev.dopri5_tol = 1e-5
     ev.t_end = 1.0  # samplers integrate from t = 0 to t_end (< 1 where the velocity is singular at t = 1)
+    # The Karras et al. (2022) noise schedule of the edm_heun / edm_euler solvers (EDM's Eq. 5), and the sigma range
+    # an EDM model is read on when other solvers integrate it in t = 1 / (1 + sigma).
+    ev.sigma_min = 0.002
+    ev.sigma_max = 80.0
+    ev.rho = 7.0
     ev.path_nfe = 100  # Euler steps of the trajectory used for straightness and curvature
     ev.num_path_samples = 1_000
     ev.batch_size = 500  # images: samples generated (and Inception-featurised) per call

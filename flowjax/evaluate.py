@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from typing import Callable
 
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 
-from flowjax import evaluate_fid, integrators, interpolants, io, metrics, plots
+from flowjax import evaluate_fid, integrators, interpolants, io, metrics, plots, predictions
 from flowjax.data import dataset as datasets
 
 
@@ -29,6 +31,12 @@ def eval_noise(config: ml_collections.ConfigDict, noise_one: Callable, n: int) -
     return jax.jit(jax.vmap(noise_one))(keys)
 
 
+def karras_options(config: ml_collections.ConfigDict) -> dict:
+    """The Karras et al. (2022) schedule of the edm_heun / edm_euler solvers: eval.sigma_min/sigma_max/rho."""
+    ev = config.eval
+    return {"sigma_min": ev.sigma_min, "sigma_max": ev.sigma_max, "rho": ev.rho}
+
+
 def sampler(
     velocity_fn: Callable,
     solver: str,
@@ -36,24 +44,28 @@ def sampler(
     tol: float = 1e-5,
     schedule: interpolants.Schedule | None = None,
     t_end: float = 1.0,
+    karras: dict | None = None,
 ) -> Callable:
-    """``(params, x0) -> (x1, nfe actually used)``, integrating from t=0 to ``t_end`` with one jitted function.
+    """``(params, x0, labels=None) -> (x1, nfe actually used)``, integrating from t=0 to ``t_end`` with one jitted
+    function; ``labels`` [B] (class indices) condition a class-conditional model.
 
-    Build it once and call it on many batches: it compiles once per batch shape.
+    ``karras`` (`karras_options`) sets the sigma schedule of the edm_* solvers. Build it once and call it on
+    many batches: it compiles once per batch shape.
     """
     if solver == "dopri5":
         run = jax.jit(
-            lambda p, x: integrators.dopri5(lambda y, t: velocity_fn(p, y, t), x, t1=t_end, rtol=tol, atol=tol)
+            lambda p, x, y: integrators.dopri5(predictions.bind(velocity_fn, p, y), x, t1=t_end, rtol=tol, atol=tol)
         )
 
-        def call(p, x):
-            x1, used = run(p, x)
+        def call(p, x, labels=None):
+            x1, used = run(p, x, labels)
             return x1, int(used)
 
         return call
     solve = integrators.get(solver, schedule=schedule)
-    run = jax.jit(lambda p, x: solve(lambda y, t: velocity_fn(p, y, t), x, nfe, t1=t_end))
-    return lambda p, x: (run(p, x), nfe)
+    kw = (karras or {}) if solver.startswith("edm_") else {}
+    run = jax.jit(lambda p, x, y: solve(predictions.bind(velocity_fn, p, y), x, nfe, t1=t_end, **kw))
+    return lambda p, x, labels=None: (run(p, x, labels), nfe)
 
 
 def sample(
@@ -65,13 +77,22 @@ def sample(
     tol: float = 1e-5,
     schedule: interpolants.Schedule | None = None,
     t_end: float = 1.0,
+    labels: jax.Array | None = None,
+    karras: dict | None = None,
 ):
-    """Integrates x0 from t=0 to ``t_end`` with v = velocity_fn(params, x, t); returns (x1, nfe actually used).
+    """Integrates x0 from t=0 to ``t_end`` with v = velocity_fn(params, x, t[, labels]); returns (x1, nfe used).
 
-    ``schedule`` (the training path's) is needed by ``ddim`` only. Compiles anew on every call: use
-    `sampler` to integrate several batches with one compiled function.
+    ``schedule`` (the training path's) is needed by ``ddim`` only, ``karras`` by the edm_* solvers. Compiles anew
+    on every call: use `sampler` to integrate several batches with one compiled function.
     """
-    return sampler(velocity_fn, solver, nfe, tol, schedule, t_end)(params, x0)
+    return sampler(velocity_fn, solver, nfe, tol, schedule, t_end, karras)(params, x0, labels)
+
+
+def eval_labels(config: ml_collections.ConfigDict, n: int) -> jax.Array | None:
+    """Class labels of the n evaluation samples of a conditional model, spread evenly over the classes
+    (sample i gets class i mod K, so FID compares with a class-balanced reference); None if unconditional."""
+    k = int(config.model.get("num_classes") or 0)
+    return datasets.eval_labels(k, n) if k else None
 
 
 def sweep_points(config: ml_collections.ConfigDict) -> list[tuple[str, int | None]]:
@@ -83,24 +104,42 @@ def sweep_points(config: ml_collections.ConfigDict) -> list[tuple[str, int | Non
     ]
 
 
-def sample_metrics(config: ml_collections.ConfigDict, x1: jax.Array, target: jax.Array) -> dict:
-    """W2 to the held-out set, and FD-digits for digits (all ten classes: its reference statistics are of all)."""
+def sample_metrics(
+    config: ml_collections.ConfigDict, x1: jax.Array, target: jax.Array, labels: jax.Array | None = None
+) -> dict:
+    """W2 to the held-out set, and FD-digits for digits (all ten classes: its reference statistics are of all);
+    for class-conditional digits also the fraction of samples the digits classifier puts in their class."""
     out = {"w2": float(metrics.w2(x1, target))}
     if datasets.kind(config.data) == "digits" and config.data.get("num_classes", 0) in (0, 10):
         out["fd_digits"] = metrics.fd_digits.fd_digits(np.asarray(x1))
+    if datasets.kind(config.data) == "digits" and labels is not None:
+        out["class_accuracy"] = metrics.fd_digits.class_accuracy(np.asarray(x1), np.asarray(labels))
     return out
 
 
 def sweep(
-    config: ml_collections.ConfigDict, velocity_fn: Callable, params, x0: jax.Array, target: jax.Array
+    config: ml_collections.ConfigDict,
+    velocity_fn: Callable,
+    params,
+    x0: jax.Array,
+    target: jax.Array,
+    labels: jax.Array | None = None,
 ) -> tuple[list, dict]:
     """Rows of {"solver", "nfe", "w2", ...} for each valid (solver, nfe), plus the samples by row label."""
     rows, samples = [], {}
-    sched = path_schedule(config)
-    for solver, nfe in sweep_points(config):
-        x1, used = sample(velocity_fn, params, x0, solver, nfe, config.eval.dopri5_tol, sched, config.eval.t_end)
-        rows.append({"solver": solver, "nfe": used, **sample_metrics(config, x1, target)})
+    sched, ev = path_schedule(config), config.eval
+    points, started = sweep_points(config), time.perf_counter()
+    for i, (solver, nfe) in enumerate(points, 1):
+        x1, used = sample(
+            velocity_fn, params, x0, solver, nfe, ev.dopri5_tol, sched, ev.t_end, labels, karras_options(config)
+        )
+        rows.append({"solver": solver, "nfe": used, **sample_metrics(config, x1, target, labels)})
         samples[f"{solver} NFE={used}"] = np.asarray(x1)
+        elapsed = time.perf_counter() - started  # progress: a sweep of large held-out sets takes minutes
+        eta = elapsed / i * (len(points) - i)
+        logging.info(
+            "Evaluated %s NFE %s (%d of %d), %.1f s so far, ETA %.0f s.", solver, used, i, len(points), elapsed, eta
+        )
     return rows, samples
 
 
@@ -115,6 +154,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
         integrators.get(solver, schedule=path_schedule(config))
     if not 0.0 < config.eval.t_end <= 1.0:
         raise ValueError(f"eval.t_end must be in (0, 1], got {config.eval.t_end}.")
+    edm_solvers = [s for s in config.eval.solvers if s in integrators.EDM_SOLVERS]
+    if edm_solvers and config.eval.t_end != 1.0:
+        raise ValueError(
+            f"eval.solvers {edm_solvers} step on the Karras noise levels down to sigma = 0 (t = 1); "
+            f"eval.t_end={config.eval.t_end} cannot apply to them. Set eval.t_end=1 or drop them."
+        )
+    if not 0 < config.eval.sigma_min < config.eval.sigma_max:
+        raise ValueError(
+            f"eval.sigma_min={config.eval.sigma_min} and eval.sigma_max={config.eval.sigma_max} must satisfy "
+            "0 < sigma_min < sigma_max (EDM's schedule: 0.002 and 80)."
+        )
     for nfe in config.eval.nfe:
         if not isinstance(nfe, int) or nfe < 1:
             raise ValueError(f"eval.nfe entries must be positive integers, got {nfe!r} in {tuple(config.eval.nfe)}.")
@@ -141,7 +191,7 @@ def evaluate(
     if datasets.kind(config.data) == "images":
         ev, sched = config.eval, path_schedule(config)
         samplers = {
-            (solver, nfe): sampler(velocity_fn, solver, nfe, ev.dopri5_tol, sched, ev.t_end)
+            (solver, nfe): sampler(velocity_fn, solver, nfe, ev.dopri5_tol, sched, ev.t_end, karras_options(config))
             for solver, nfe in sweep_points(config)
         }
         rows = evaluate_fid.evaluate_images(config, workdir, velocity_fn, params, noise_one, samplers)
@@ -150,18 +200,20 @@ def evaluate(
     target = datasets.held_out(config)
     n = target.shape[0]
     x0 = eval_noise(config, noise_one, n)
-    rows, samples = sweep(config, velocity_fn, params, x0, target)
+    labels = eval_labels(config, n)
+    rows, samples = sweep(config, velocity_fn, params, x0, target, labels)
 
     m, path_nfe = min(config.eval.num_path_samples, n), config.eval.path_nfe
-    traj = jax.jit(lambda p, x: metrics.trajectory_metrics(lambda y, t: velocity_fn(p, y, t), x, path_nfe))(
-        params, x0[:m]
+    logging.info("Straightness and W2 of the %d-step Euler trajectories, then the plots ...", path_nfe)
+    traj = jax.jit(lambda p, x, y: metrics.trajectory_metrics(predictions.bind(velocity_fn, p, y), x, path_nfe))(
+        params, x0[:m], None if labels is None else labels[:m]
     )
-    x_fine, _ = sample(velocity_fn, params, x0, "euler", path_nfe, t_end=config.eval.t_end)
+    x_fine, _ = sample(velocity_fn, params, x0, "euler", path_nfe, t_end=config.eval.t_end, labels=labels)
     rows.append(
         {
             "solver": "euler",
             "nfe": path_nfe,
-            **sample_metrics(config, x_fine, target),
+            **sample_metrics(config, x_fine, target, labels),
             **{k: float(v) for k, v in traj.items() if np.ndim(v) == 0},
         }
     )
@@ -172,7 +224,8 @@ def evaluate(
     if target.shape[-1] == 2 and target.ndim == 2:
         plots.plot_samples(os.path.join(out, "samples.png"), np.asarray(target), samples)
         k = min(config.eval.num_plot_paths, n)
-        _, path = integrators.euler(lambda y, t: velocity_fn(params, y, t), x0[:k], path_nfe, return_path=True)
+        field = predictions.bind(velocity_fn, params, None if labels is None else labels[:k])
+        _, path = integrators.euler(field, x0[:k], path_nfe, return_path=True)
         plots.plot_trajectories(os.path.join(out, "trajectories.png"), np.asarray(path), np.asarray(target))
     return rows
 
@@ -219,16 +272,28 @@ def format_table(rows: list[dict]) -> str:
 def write_samples(
     config: ml_collections.ConfigDict, workdir: str, velocity_fn: Callable, params, noise_one: Callable
 ) -> str:
-    """Samples with sampling.solver / sampling.nfe to eval/samples_<solver>_<nfe>.npz (x0 and x1)."""
+    """Samples with sampling.solver / sampling.nfe to eval/samples_<solver>_<nfe>.npz (x0, x1 and, for a
+    conditional model, the labels: class i mod K for sample i)."""
     check_writable(workdir)
-    s = config.sampling
+    s, ev = config.sampling, config.eval
     keys = jax.random.split(jax.random.PRNGKey(s.seed), s.num_samples)
     x0 = jax.jit(jax.vmap(noise_one))(keys)
+    labels = eval_labels(config, s.num_samples)
     x1, used = sample(
-        velocity_fn, params, x0, s.solver, s.nfe, config.eval.dopri5_tol, path_schedule(config), config.eval.t_end
+        velocity_fn,
+        params,
+        x0,
+        s.solver,
+        s.nfe,
+        ev.dopri5_tol,
+        path_schedule(config),
+        ev.t_end,
+        labels,
+        karras_options(config),
     )
     out = os.path.join(workdir, "eval")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, f"samples_{s.solver}_{used}.npz")
-    np.savez(path, x0=np.asarray(x0), x1=np.asarray(x1))
+    extra = {} if labels is None else {"labels": np.asarray(labels)}
+    np.savez(path, x0=np.asarray(x0), x1=np.asarray(x1), **extra)
     return path

@@ -17,13 +17,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from flowjax import metrics, plots
+from flowjax import metrics, plots, predictions
 from flowjax.data import dataset as datasets
 from flowjax.data import images
 from flowjax.metrics import fid
 from flowjax.models import inception
 
-Sampler = Callable  # (params, x0) -> (x1, nfe actually used): `flowjax.evaluate.sampler`
+Sampler = Callable  # (params, x0, labels=None) -> (x1, nfe actually used): `flowjax.evaluate.sampler`
 
 
 def validate_fid(config: ml_collections.ConfigDict) -> None:
@@ -138,13 +138,18 @@ def evaluate_images(
     )
 
     keys = jax.random.split(jax.random.PRNGKey(ev.seed), ev.num_samples)
+    # A conditional model's sample i has class i mod K (`evaluate.eval_labels`): class-balanced like the reference.
+    k = int(config.model.get("num_classes") or 0)
+    labels = datasets.eval_labels(k, ev.num_samples) if k else None
     noise = batch_noise(noise_one, size)
-    chunks = [keys[i : i + size] for i in range(0, ev.num_samples, size)]
+    starts = range(0, ev.num_samples, size)
+    chunks = [keys[i : i + size] for i in starts]
+    label_chunks = [None if labels is None else labels[i : i + size] for i in starts]
     rows, grid = [], {}
     for (solver, nfe), run in samplers.items():
         acc, used, shown = None, 0, []
         for i, chunk in enumerate(chunks):
-            x1, chunk_nfe = run(params, noise(chunk))
+            x1, chunk_nfe = run(params, noise(chunk), label_chunks[i])
             used = max(used, chunk_nfe)  # dopri5 adapts its steps to each batch: report the most any batch used
             acc = fid.merge_stats(acc, fid.batch_features(feature_fn, quantize(x1), size))
             if i * size < per_panel:  # the first per_panel samples, for the image grid
@@ -157,12 +162,13 @@ def evaluate_images(
     # every sample having D elements; LOOM: mean over samples of the time-averaged 1 - cosine), so the mean
     # of the batch means weighted by batch size is exactly their value on all samples at once.
     m = min(ev.num_path_samples, ev.num_samples)
-    traj = jax.jit(lambda p, x: metrics.trajectory_metrics(lambda y, t: velocity_fn(p, y, t), x, ev.path_nfe))
+    traj = jax.jit(lambda p, x, y: metrics.trajectory_metrics(predictions.bind(velocity_fn, p, y), x, ev.path_nfe))
     sums = {}
     for start in range(0, m, size):
-        x0 = noise(keys[start : min(start + size, m)])
-        for k, v in traj(params, x0).items():
-            sums[k] = sums.get(k, 0.0) + float(v) * x0.shape[0]
+        stop = min(start + size, m)
+        x0 = noise(keys[start:stop])
+        for name, v in traj(params, x0, None if labels is None else labels[start:stop]).items():
+            sums[name] = sums.get(name, 0.0) + float(v) * x0.shape[0]
     rows.append({"solver": "euler", "nfe": ev.path_nfe, **{k: v / m for k, v in sums.items()}})
 
     out = os.path.join(workdir, "eval")

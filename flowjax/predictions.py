@@ -59,6 +59,15 @@ def to_velocity(model_fn: ModelFn, prediction: str, schedule: interpolants.Sched
     )
 
 
+def bind(velocity_fn: Callable, params, labels=None) -> ModelFn:
+    """``(x, t) -> v`` of a model's ``velocity_fn(params, x, t[, labels])``, what the integrators take. The
+    labels (class indices [B] of a conditional model) are passed only when given, so an unconditional
+    ``velocity_fn(params, x, t)`` works unchanged."""
+    if labels is None:
+        return lambda x, t: velocity_fn(params, x, t)
+    return lambda x, t: velocity_fn(params, x, t, labels)
+
+
 def denoise(
     velocity_fn: ModelFn, schedule: interpolants.Schedule
 ) -> Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:

@@ -14,7 +14,10 @@ on pairs is ``data.name = "pairs"`` with the independent coupling (the stored pa
 loss (its LPIPS variant is not implemented).
 
 Pair i's noise is drawn from ``fold_in(PRNGKey(pairs.seed), i)``, so every shard depends on its pair
-indices only: generation is deterministic and resumable (`flowjax.data.pairs.write_pairs`).
+indices only: generation is deterministic and resumable (`flowjax.data.pairs.write_pairs`). A
+class-conditional teacher (``model.num_classes`` = K > 0) samples pair i with class ``i % K``
+(`pair_labels`: as even over the classes as `flowjax.data.dataset.eval_labels`, and a function of i alone),
+stored with the pair; a student with ``model.num_classes`` = K trains on them with their labels.
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ def output_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-    """The pairs.* settings, before any work."""
+    """The pairs.* settings (and the teacher's model.num_classes), before any work."""
+    datasets.model_classes(config)
     p = config.pairs
     for field in ("num_pairs", "shard_size", "batch_size"):
         if not isinstance(p[field], int) or p[field] < 1:
@@ -55,6 +59,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def pair_noise(seed: int, noise_one: Callable, indices: jax.Array) -> jax.Array:
     """The noise of the pairs ``indices`` [n]: pair i from ``fold_in(PRNGKey(seed), i)``."""
     return jax.vmap(noise_one)(per_index_keys(jax.random.PRNGKey(seed), indices))
+
+
+def pair_labels(num_classes: int, indices: np.ndarray) -> np.ndarray | None:
+    """The class labels [n] int32 of the pairs ``indices`` [n]: pair i has class ``i % num_classes``; None for
+    an unconditional teacher (``num_classes`` 0)."""
+    if not num_classes:
+        return None
+    return (np.asarray(indices) % num_classes).astype(np.int32)
 
 
 def target_data(data: ml_collections.ConfigDict | dict) -> dict:
@@ -98,12 +110,24 @@ def generate_pairs(
     ``teacher``: what produced the pairs (workdir, config file, checkpoint step, EMA or not), recorded
     in the manifest with the teacher's data config; pairs of another teacher step or other settings
     are refused (`pairs.write_pairs`).
+
+    A class-conditional teacher (``model.num_classes`` = K > 0) integrates pair i with label
+    `pair_labels` (i % K), passed as ``labels`` to the sampler (which calls ``velocity_fn(params, x, t, labels)``);
+    the shards store the labels and the manifest records ``num_classes`` = K.
     """
     validate(config)
+    classes = datasets.model_classes(config)
     p = config.pairs
     shape = tuple(int(d) for d in jax.eval_shape(noise_one, jax.random.PRNGKey(0)).shape)
+    karras = p.solver.startswith("edm_")  # the edm_* solvers step on the Karras sigma schedule of eval.*
     solve = evaluate.sampler(
-        velocity_fn, p.solver, p.nfe, config.eval.dopri5_tol, evaluate.path_schedule(config), config.eval.t_end
+        velocity_fn,
+        p.solver,
+        p.nfe,
+        config.eval.dopri5_tol,
+        evaluate.path_schedule(config),
+        config.eval.t_end,
+        **({"karras": evaluate.karras_options(config)} if karras else {}),
     )
     noise = jax.jit(lambda idx: pair_noise(p.seed, noise_one, idx))
 
@@ -112,10 +136,14 @@ def generate_pairs(
         for lo in range(start, stop, p.batch_size):  # chunks aligned to the shard: same work on resume
             hi = min(stop, lo + p.batch_size)
             x0 = noise(jnp.arange(lo, hi))
-            x1, _ = solve(params, x0)
+            labels = pair_labels(classes, np.arange(lo, hi))
+            # An unconditional teacher's sampler is called as it always was, with (params, x0) only.
+            x1, _ = solve(params, x0) if labels is None else solve(params, x0, jnp.asarray(labels))
             x0s.append(np.asarray(x0))
             x1s.append(np.asarray(x1))
-        return np.concatenate(x0s), np.concatenate(x1s)
+        if not classes:
+            return np.concatenate(x0s), np.concatenate(x1s)
+        return np.concatenate(x0s), np.concatenate(x1s), pair_labels(classes, np.arange(start, stop))
 
     manifest = {
         "num_pairs": p.num_pairs,
@@ -129,6 +157,12 @@ def generate_pairs(
         "teacher": teacher or {},
         "data": target_data(config.data),
     }
+    # Recorded only when they apply, so the manifest of pairs written before they existed stays the same and
+    # those pairs resume.
+    if karras:
+        manifest["karras"] = evaluate.karras_options(config)
+    if classes:
+        manifest["num_classes"] = classes
     shards = pairs_io.num_shards(p.num_pairs, p.shard_size)
     started = time.time()
 

@@ -17,8 +17,8 @@ from ml_collections import config_flags
 from flowjax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# builders, the digits configs (tested below), the paper-scale image configs (tests/test_paper_configs.py)
-# and the reflow config, which needs a teacher's pairs (tests/test_rectify.py)
+# builders, the digits configs (tested below), the paper-scale image configs (tests/test_paper_configs.py,
+# tests/test_edm_configs.py) and the reflow config, which needs a teacher's pairs (tests/test_rectify.py)
 PAPER_SCALE = (
     "rf_cifar10.py",
     "loom_cifar10.py",
@@ -30,6 +30,8 @@ PAPER_SCALE = (
     "rf_cifar10_reflow.py",
     "rf_cifar10_distill.py",
     "loom_cifar10_reflow.py",
+    "edm_cifar10.py",
+    "edm_imagenet64.py",
 )
 CONFIGS = sorted(
     p
@@ -37,8 +39,13 @@ CONFIGS = sorted(
     if os.path.basename(p) not in ("__init__.py", "toy.py", "digits.py", "images.py") + PAPER_SCALE
     and "_digits" not in p
 )
-# the coupling comparison on the digits; configs/rf_digits.py (class subsets) is tested in tests/test_train.py
-DIGITS = sorted(p for p in glob.glob(os.path.join(ROOT, "configs", "*_digits.py")) if not p.endswith("rf_digits.py"))
+# the coupling comparison on the digits; configs/rf_digits.py (class subsets) is tested in tests/test_train.py,
+# configs/edm_digits.py (another loss, conditional) in tests/test_edm_training.py
+DIGITS = sorted(
+    p
+    for p in glob.glob(os.path.join(ROOT, "configs", "*_digits.py"))
+    if not p.endswith(("rf_digits.py", "edm_digits.py"))
+)
 
 
 def load(path):

@@ -92,7 +92,9 @@ def _abstract_init(monkeypatch):
     monkeypatch.setattr(
         experiment,
         "init_state",
-        lambda model, tx, x, key: jax.eval_shape(functools.partial(original, model, tx), x, key),
+        lambda model, tx, x, key, conditional=False: jax.eval_shape(
+            functools.partial(original, model, tx, conditional=conditional), x, key
+        ),
     )
 
 

@@ -14,6 +14,14 @@ The global batch of a step is a pure function of (``training.seed``, step): fres
 training set (`stream.batch_indices` with key ``fold_in(PRNGKey(seed), DATA_KEY)``), which LOOM-CFM's
 assignment state indexes. It is drawn whole and sliced per process and device by the input pipeline,
 so the data do not depend on the number of hosts or devices.
+
+Labels: the digits (their digit), TFDS data sets with a ``label`` feature, image folders with one
+sub-folder per class (`images.folder_source`) and pairs of a class-conditional teacher have labels;
+``Dataset.num_classes`` is how many classes they index (0: none). A class-conditional model
+(``model.num_classes`` > 0, `model_classes`) gets the label of each example in its batches, ``"label"``
+int32 [B], drawn and sliced with the rest of the batch; it must have exactly the data's classes
+(`check_labels`). Unconditional runs (the default) read the same batches as before labels existed,
+with no ``"label"``.
 """
 
 from __future__ import annotations
@@ -46,11 +54,14 @@ class Dataset(NamedTuple):
     """What training, evaluation and rectification need of the data, whatever its kind.
 
     ``global_batch(step)`` is the whole global batch of ``step`` as host or device arrays: ``"x1"``
-    [B, ...], ``"index"`` [B] training-set indices (-1 for fresh draws) and, for stored pairs, ``"x0"``.
+    [B, ...], ``"index"`` [B] training-set indices (-1 for fresh draws), for stored pairs ``"x0"``, and
+    for a class-conditional model (``model.num_classes`` > 0) ``"label"`` int32 [B] in [0, num_classes).
     ``read(indices)`` gives the examples x1 of a fixed training set (None for fresh draws); for images whose
     flips are examples of their own, the unflipped image of each index below ``examples_per_epoch``.
     ``stream(start_step)``, for image data sets, iterates this process's per-device batches from
-    ``start_step`` on, read ahead by background threads (`images.batches`).
+    ``start_step`` on, read ahead by background threads (`images.batches`), with the same entries.
+    ``num_classes``: how many classes the data's labels index (0: the data have none), whether or not the
+    model is conditioned on them.
     """
 
     kind: str
@@ -61,6 +72,7 @@ class Dataset(NamedTuple):
     read: Callable[[np.ndarray], Any] | None = None
     stream: Callable[[int], Iterator[dict]] | None = None
     epoch_size: int = 0  # examples an epoch reads, if not num_examples (images whose flips are examples of their own)
+    num_classes: int = 0  # classes of the data's labels; 0: unlabelled
 
     @property
     def examples_per_epoch(self) -> int:
@@ -96,9 +108,87 @@ def num_examples(data: ml_collections.ConfigDict) -> int:
     return data.num_train
 
 
-def validate(data: ml_collections.ConfigDict, batch_size: int) -> int:
-    """Checks the ``data`` section before any data are read; returns `num_examples` (0 for image data sets
-    and fresh toy draws)."""
+def model_classes(config: ml_collections.ConfigDict) -> int:
+    """The classes a config's model is conditioned on: ``model.num_classes``, where None (unset) and 0 both
+    mean unconditional."""
+    value = config.model.get("num_classes") or 0
+    if not isinstance(value, int) or value < 0:
+        raise ValueError(
+            f"model.num_classes must be 0 or None (unconditional) or the number of classes, got {value!r}."
+        )
+    return value
+
+
+def eval_labels(num_classes: int, n: int) -> np.ndarray | None:
+    """The labels [n] int32 of ``n`` conditional samples spread evenly over the classes: sample i has class
+    ``i % num_classes``, so every class gets n // K or n // K + 1 of them, and any first m samples are as
+    even as m allows. None for an unconditional model (``num_classes`` 0 or None)."""
+    if not num_classes:
+        return None
+    return (np.arange(n) % num_classes).astype(np.int32)
+
+
+def data_classes(data: ml_collections.ConfigDict | dict) -> int | None:
+    """How many classes the labels of ``data`` index, read without loading the data: the digits kept (10,
+    or data.num_classes), what a pairs manifest records, 0 for the 2-D toys (no labels); None for an image
+    data set, whose labels are known once it is opened (`from_config`)."""
+    what = kind(data)
+    if what == "digits":
+        return digits.class_count(data)
+    if what == "pairs":
+        return pairs.num_classes(pairs.read_manifest(data["data_dir"]))
+    return None if what == "images" else 0
+
+
+def _describe(data: ml_collections.ConfigDict | dict) -> str:
+    """The data a label error is about, in the config's words."""
+    name = data.get("name", "")
+    if name == "pairs":
+        return f"the pairs in {data['data_dir']}"
+    if name == "folder":
+        return f"the image folder data.data_dir={data['data_dir']!r}"
+    if name == "digits" and data.get("num_classes"):
+        return f"data.name='digits' with data.num_classes={data['num_classes']} (its first digits)"
+    return f"data.name={name!r}"
+
+
+def check_labels(data: ml_collections.ConfigDict | dict, model_classes: int, num_classes: int) -> None:
+    """A class-conditional model (``model_classes`` > 0) needs data whose labels index exactly its classes
+    (``num_classes``, `data_classes`); an unconditional one takes any data.
+
+    Fewer model classes than the data's would give labels past the class embedding. More would leave
+    classes that no example trains, and conditional evaluation (`eval_labels`) spreads its samples over
+    all of the model's classes, so those would be drawn from untrained embeddings: both are refused.
+    """
+    if not model_classes:
+        return
+    if not num_classes:
+        what = {
+            "pairs": "were written by an unconditional teacher and hold no labels",
+            "folder": "has no labels (some images lie directly in it, not in a class sub-folder)",
+        }.get(data.get("name"), "has no labels")
+        raise ValueError(
+            f"model.num_classes={model_classes} asks for class-conditional training, but {_describe(data)} "
+            f"{what}. Set --config.model.num_classes=0 (unconditional, the default), or train on labelled "
+            "data: digits, a TFDS data set with labels (cifar10, imagenet32, imagenet64), an image folder "
+            "with one sub-folder per class, or pairs of a conditional teacher."
+        )
+    if model_classes != num_classes:
+        why = (
+            f"labels up to {num_classes - 1} would be out of range"
+            if model_classes < num_classes
+            else f"classes {num_classes}..{model_classes - 1} would have no training data"
+        )
+        raise ValueError(
+            f"model.num_classes={model_classes} does not match the {num_classes} classes of {_describe(data)}: "
+            f"{why}. Set --config.model.num_classes={num_classes}."
+        )
+
+
+def validate(data: ml_collections.ConfigDict, batch_size: int, model_classes: int = 0) -> int:
+    """Checks the ``data`` section before any data are read, and its labels against ``model_classes`` (the
+    model's `model_classes`; an image data set's once `from_config` opens it); returns `num_examples` (0 for
+    image data sets and fresh toy draws)."""
     if data.num_train < 0:
         raise ValueError(f"data.num_train must be >= 0 (0: fresh samples every step), got {data.num_train}.")
     if data.flip_as_example and not (kind(data) == "images" and data.random_flip):
@@ -114,34 +204,43 @@ def validate(data: ml_collections.ConfigDict, batch_size: int) -> int:
         return 0
     if kind(data) == "pairs":
         pairs.require_dir(data.data_dir)
+    check_labels(data, model_classes, data_classes(data))
     n = num_examples(data)
     if n:
         stream.steps_per_epoch(n, batch_size)
     return n
 
 
-def _fixed(x1: np.ndarray, key: jax.Array, batch_size: int) -> Callable[[int], dict]:
+def _fixed(x1: np.ndarray, key: jax.Array, batch_size: int, labels: np.ndarray | None = None) -> Callable[[int], dict]:
     """Global batches of a training set in memory, gathered with NumPy on the host (a JAX dispatch per
-    step would cost more than the gather; the step's call moves the batch to the devices)."""
+    step would cost more than the gather; the step's call moves the batch to the devices); with
+    ``labels`` [n], each batch's ``"label"`` too."""
     indices_at = stream.host_batch_indices(key, x1.shape[0], batch_size)
 
     def global_batch(step: int) -> dict:
         index = indices_at(step)
-        return {"x1": x1[index], "index": index}
+        batch = {"x1": x1[index], "index": index}
+        if labels is not None:
+            batch["label"] = labels[index]
+        return batch
 
     return global_batch
 
 
 def from_config(config: ml_collections.ConfigDict) -> Dataset:
     """The `Dataset` of ``config.data`` with the global batch ``config.training.batch_size`` and data order
-    of ``config.training.seed`` (checks as `validate`)."""
+    of ``config.training.seed`` (checks as `validate`, labels included). Its batches carry ``"label"`` when
+    ``model.num_classes`` > 0."""
     data, batch_size, seed = config.data, config.training.batch_size, config.training.seed
-    validate(data, batch_size)
+    classes = model_classes(config)
+    validate(data, batch_size, classes)
     key = jax.random.fold_in(jax.random.PRNGKey(seed), DATA_KEY)
     what = kind(data)
     if what == "images":
         source = images.source_from_config(data)
+        check_labels(data, classes, source.num_classes)  # opening lists the files: no image read yet
         stream.steps_per_epoch(source.num_examples, batch_size)  # batch <= data set
+        keep = ("x1", "index", "label") if classes else ("x1", "index")  # not "flip": the step has no use for it
         read_step = images.step_reader(
             source, batch_size, seed, flip=data.random_flip, flip_as_example=data.flip_as_example
         )
@@ -149,7 +248,7 @@ def from_config(config: ml_collections.ConfigDict) -> Dataset:
         @functools.lru_cache(maxsize=1)  # the input pipeline often re-reads the batch its pools just read
         def image_batch(step: int) -> dict:
             batch = read_step(step)
-            return {"x1": batch["x1"], "index": batch["index"]}
+            return {k: batch[k] for k in keep}
 
         def image_stream(start_step: int) -> Iterator[dict]:
             for batch in images.batches(
@@ -161,7 +260,7 @@ def from_config(config: ml_collections.ConfigDict) -> Dataset:
                 local_devices=jax.local_device_count(),
                 start_step=start_step,
             ):
-                yield {"x1": batch["x1"], "index": batch["index"]}
+                yield {k: batch[k] for k in keep}
 
         size = source.num_examples * (2 if data.flip_as_example else 1)
         return Dataset(
@@ -173,6 +272,7 @@ def from_config(config: ml_collections.ConfigDict) -> Dataset:
             source.get,
             image_stream,
             source.num_examples,
+            source.num_classes,
         )
     if what == "pairs":
         stored = pairs.open_pairs(data.data_dir, data.num_train)
@@ -182,7 +282,10 @@ def from_config(config: ml_collections.ConfigDict) -> Dataset:
         def pairs_batch(step: int) -> dict:  # NumPy, like the training sets in memory
             index = indices_at(step)
             x0, x1 = stored.read(index)
-            return {"x1": x1, "index": index, "x0": x0}
+            batch = {"x1": x1, "index": index, "x0": x0}
+            if classes:
+                batch["label"] = stored.labels(index)  # range-checked against the manifest as each shard opens
+            return batch
 
         return Dataset(
             what,
@@ -191,23 +294,25 @@ def from_config(config: ml_collections.ConfigDict) -> Dataset:
             noise_sampler(teacher, stored.shape),
             pairs_batch,
             lambda index: stored.read(index)[1],
+            num_classes=stored.num_classes,
         )
     if what == "digits":
         if data.source != "normal":
             raise ValueError(f"data.source={data.source!r}: digits are generated from noise; set data.source='normal'.")
         if data.image_size not in (0, 8, 16):
             raise ValueError(f"data.image_size must be 8 (or 0, native) or 16 for digits, got {data.image_size}.")
-        x1, _ = digits.from_config(data, "train")
+        x1, labels = digits.from_config(data, "train")
         if data.num_train > x1.shape[0]:
             raise ValueError(f"data.num_train={data.num_train} exceeds the {x1.shape[0]} digits of the training split.")
-        x1 = x1[: data.num_train or None]
+        x1, labels = x1[: data.num_train or None], labels[: data.num_train or None]
         return Dataset(
             what,
             x1.shape[1:],
             x1.shape[0],
             noise_sampler(data, x1.shape[1:]),
-            _fixed(x1, key, batch_size),
+            _fixed(x1, key, batch_size, labels if classes else None),
             lambda index: x1[index],
+            num_classes=digits.class_count(data),
         )
     draw = toy2d.get_sampler(data.name, **toy2d.config_kwargs(data.name, data))
     shape = tuple(jax.eval_shape(lambda k: draw(k, 1), jax.random.PRNGKey(0)).shape[1:])

@@ -10,7 +10,8 @@ state and DANSM's pools need — as ``get(indices) -> [n, H, W, C]`` float32 in 
 - `tfds_source`: a *prepared* TFDS data set in ArrayRecord format, read through
   ``tfds.data_source`` (no TensorFlow at read time). Nothing is ever downloaded or written: an
   unprepared data set raises FileNotFoundError with the ``tfds build`` command that prepares it.
-- `folder_source`: PNG/JPEG files under a folder (AFHQ, FFHQ), in sorted path order.
+- `folder_source`: PNG/JPEG files under a folder (AFHQ, FFHQ), in sorted path order, labelled by
+  their sub-folder when there is one sub-folder per class.
 - `array_source`: arrays already in memory (e.g. `flowjax.data.digits`).
 
 Images whose size differs from ``image_size`` (LSUN, CelebA-HQ at another resolution, AFHQ at
@@ -198,6 +199,13 @@ def folder_source(path: str | pathlib.Path, image_size: int) -> ImageSource:
     For AFHQ (``afhq/train/{cat,dog,wild}/*.jpg``) or FFHQ (``ffhq/00000/00000.png``, ...): example
     i is the i-th file in sorted relative-path order. Images are centre-cropped and resized to
     ``image_size`` when their size differs.
+
+    Labels: when every image lies below a sub-folder of ``path`` (one sub-folder per class, as
+    torchvision's ``ImageFolder`` reads them), the sub-folders that hold images, sorted by name, are
+    the classes 0..K-1 and an image's label is that of the sub-folder it is under (AFHQ's
+    ``afhq/train``: cat 0, dog 1, wild 2). Any image directly in ``path`` makes the folder unlabelled
+    (``num_classes`` 0). The labels change neither the examples nor their order. FFHQ's numbered
+    sub-folders read as classes too; they mean nothing, so FFHQ is trained unconditionally (the default).
     """
     root = pathlib.Path(path)
     files = (
@@ -216,15 +224,22 @@ def folder_source(path: str | pathlib.Path, image_size: int) -> ImageSource:
             "download and unpack the data set there first."
         )
 
+    parts = [f.relative_to(root).parts for f in files]
+    labels, classes = None, {}
+    if all(len(p) > 1 for p in parts):  # no image directly in the folder: its sub-folders are the classes
+        classes = {name: k for k, name in enumerate(sorted({p[0] for p in parts}))}
+        labels = np.array([classes[p[0]] for p in parts], np.int32)
+
     def load(file: pathlib.Path) -> np.ndarray:
         with Image.open(file) as image:
             return fit_image(np.asarray(image.convert("RGB")), image_size)
 
-    def read(indices: np.ndarray) -> tuple[np.ndarray, None]:
-        images = np.array([load(files[int(i)]) for i in np.asarray(indices).reshape(-1)], np.uint8)
-        return to_unit_range(images.reshape((-1, image_size, image_size, 3))), None
+    def read(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        indices = np.asarray(indices).reshape(-1)
+        images = np.array([load(files[int(i)]) for i in indices], np.uint8).reshape((-1, image_size, image_size, 3))
+        return to_unit_range(images), None if labels is None else labels[indices]
 
-    return ImageSource(len(files), (image_size, image_size, 3), read)
+    return ImageSource(len(files), (image_size, image_size, 3), read, len(classes))
 
 
 def flip_mask(seed: int, step: int, batch_size: int) -> np.ndarray:

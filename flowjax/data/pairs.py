@@ -4,13 +4,18 @@ A pairs directory holds
 
     manifest.json                    what the pairs are (written first; see `write_pairs`)
     pairs-00000-of-000NN.npz         shard s: pairs [s * shard_size, (s + 1) * shard_size), arrays x0, x1 (float32)
+                                     and, from a class-conditional teacher, label (int32 [n])
+
+A conditional teacher's manifest records ``num_classes`` (K > 0) and every shard its pairs' labels in
+[0, K); an unconditional teacher's records neither, as pairs written before labels existed, which
+still load (unlabelled).
 
 Shards are written atomically (`flowjax.io.save_npz_atomic`: a temporary file in the same directory,
 then `os.replace`), so an interrupted run leaves only whole shards; resuming writes exactly the missing
 ones. The .npz files are written with fixed zip timestamps, so the same pairs give byte-identical files
 whenever they are written. One writer per directory at a time (nothing locks it).
 
-Pure helpers: what a shard holds is the caller's ``generate_shard(start, stop) -> (x0, x1)``
+Pure helpers: what a shard holds is the caller's ``generate_shard(start, stop) -> (x0, x1[, label])``
 (`flowjax.rectify.generate_pairs` integrates a trained model's ODE).
 """
 
@@ -71,6 +76,11 @@ def read_manifest(directory: str) -> dict:
         return json.load(f)
 
 
+def num_classes(manifest: dict) -> int:
+    """The classes the pairs' labels index (0: unlabelled, as pairs of an unconditional teacher)."""
+    return int(manifest.get("num_classes") or 0)
+
+
 def missing_shards(directory: str, manifest: dict) -> list[int]:
     shards = num_shards(manifest["num_pairs"], manifest["shard_size"])
     return [s for s in range(shards) if not os.path.isfile(os.path.join(directory, shard_name(s, shards)))]
@@ -89,16 +99,17 @@ def _resume_hint(manifest: dict) -> str:
 
 def write_pairs(
     directory: str,
-    generate_shard: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
+    generate_shard: Callable[[int, int], tuple[np.ndarray, ...]],
     manifest: dict,
     *,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> list[int]:
     """Writes the missing shards of ``manifest`` (needs num_pairs, shard_size, shape) to ``directory``.
 
-    ``generate_shard(start, stop) -> (x0, x1)`` gives pairs [start, stop); it must depend on the pair
-    indices only (e.g. noise of pair i from ``fold_in(key, i)``), so that resumed and uninterrupted runs
-    write the same files. The manifest is written first; if the directory already holds one that
+    ``generate_shard(start, stop) -> (x0, x1)`` gives pairs [start, stop), and ``(x0, x1, label)`` when the
+    manifest records ``num_classes`` > 0 (labels int [stop - start] in [0, num_classes)); it must depend on
+    the pair indices only (e.g. noise of pair i from ``fold_in(key, i)``), so that resumed and uninterrupted
+    runs write the same files. The manifest is written first; if the directory already holds one that
     differs, this raises and changes nothing. Shards that exist are kept as they are (atomic writes
     make every existing shard whole); temporary files a killed run left behind are removed.
     ``progress(shards_done, shards_total, shard)`` is called after each written shard. Returns the
@@ -108,6 +119,9 @@ def write_pairs(
     if num_pairs < 1 or shard_size < 1:
         raise ValueError(f"pairs.num_pairs and pairs.shard_size must be >= 1, got {num_pairs} and {shard_size}.")
     manifest = json.loads(json.dumps({"format": FORMAT, **manifest}))  # as it reads back from JSON
+    classes = manifest.get("num_classes") or 0
+    if not isinstance(classes, int) or classes < 0:
+        raise ValueError(f"The pairs' num_classes must be an integer >= 0, got {classes!r}.")
     shape = tuple(manifest["shape"])
     path = os.path.join(directory, MANIFEST)
     if os.path.isfile(path):
@@ -133,22 +147,48 @@ def write_pairs(
     written = []
     for s in todo:
         start, stop = shard_range(s, num_pairs, shard_size)
-        x0, x1 = (np.asarray(a, np.float32) for a in generate_shard(start, stop))
-        for name, a in (("x0", x0), ("x1", x1)):
+        out = tuple(generate_shard(start, stop))
+        if len(out) != 2 + bool(classes):
+            raise ValueError(
+                f"generate_shard({start}, {stop}) returned {len(out)} arrays; expected "
+                + ("(x0, x1, label): the manifest records num_classes" if classes else "(x0, x1)")
+                + "."
+            )
+        arrays = {"x0": np.asarray(out[0], np.float32), "x1": np.asarray(out[1], np.float32)}
+        for name, a in arrays.items():
             if a.shape != (stop - start,) + shape:
                 raise ValueError(
                     f"generate_shard({start}, {stop}) returned {name} of shape {a.shape}, "
                     f"expected {(stop - start,) + shape}."
                 )
-        io.save_npz_atomic(os.path.join(directory, shard_name(s, shards)), {"x0": x0, "x1": x1})
+        if classes:
+            label = np.asarray(out[2])
+            if label.shape != (stop - start,) or not np.issubdtype(label.dtype, np.integer):
+                raise ValueError(
+                    f"generate_shard({start}, {stop}) returned labels {label.dtype}{label.shape}, "
+                    f"expected integers of shape {(stop - start,)}."
+                )
+            _check_labels(label, classes, f"generate_shard({start}, {stop})", "nothing of this shard was written.")
+            arrays["label"] = label.astype(np.int32)
+        io.save_npz_atomic(os.path.join(directory, shard_name(s, shards)), arrays)
         written.append(s)
         if progress is not None:
             progress(shards - len(todo) + len(written), shards, s)
     return written
 
 
+def _check_labels(label: np.ndarray, classes: int, where: str, fix: str) -> None:
+    """A label outside [0, classes) would index past the class embedding: refuse it, naming its origin."""
+    if label.size and (label.min() < 0 or label.max() >= classes):
+        raise ValueError(
+            f"{where}: labels {int(label.min())}..{int(label.max())} are outside [0, {classes}) "
+            f"(the manifest's num_classes={classes}); {fix}"
+        )
+
+
 class PairsSource(NamedTuple):
-    """Random access to a complete pairs directory: ``read(indices [n]) -> (x0 [n, ...], x1 [n, ...])`` float32.
+    """Random access to a complete pairs directory: ``read(indices [n]) -> (x0 [n, ...], x1 [n, ...])`` float32
+    and, for labelled pairs (``num_classes`` > 0), ``labels(indices [n]) -> int32 [n]`` (None when unlabelled).
 
     Shards are memory-mapped as they are first touched, so a training run holds only what its batches read
     (4M CIFAR-10 pairs are ~100 GB on disk).
@@ -157,6 +197,8 @@ class PairsSource(NamedTuple):
     num_pairs: int
     shape: tuple[int, ...]
     read: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+    num_classes: int = 0
+    labels: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def _member_memmap(path: str, name: str) -> np.ndarray:
@@ -197,35 +239,56 @@ def open_pairs(directory: str, num: int = 0) -> PairsSource:
     n = total if num <= 0 else num
     if n > total:
         raise ValueError(f"Asked for {n} pairs, but {directory} holds {total}.")
-    shape = tuple(manifest["shape"])
+    shape, classes = tuple(manifest["shape"]), num_classes(manifest)
+
+    def member(s: int, k: str, dtype: type, member_shape: tuple[int, ...]) -> np.ndarray:
+        try:
+            a = _member_memmap(os.path.join(directory, shard_name(s, shards)), k)
+        except KeyError:  # no such member: a shard of unlabelled pairs under a manifest that records labels
+            a = None
+        if a is None or a.shape != member_shape or a.dtype != dtype:
+            found = f"{a.dtype}{a.shape}" if a is not None else "missing"
+            raise ValueError(
+                f"{shard_name(s, shards)} in {directory}: {k} is {found}, expected "
+                f"{np.dtype(dtype)}{member_shape}; the directory is corrupt, regenerate it."
+            )
+        return a
 
     @functools.lru_cache(maxsize=None)
     def shard(s: int) -> tuple[np.ndarray, np.ndarray]:
         start, stop = shard_range(s, total, shard_size)
-        arrays = []
-        for k in ("x0", "x1"):
-            a = _member_memmap(os.path.join(directory, shard_name(s, shards)), k)
-            if a.shape != (stop - start,) + shape or a.dtype != np.float32:
-                raise ValueError(
-                    f"{shard_name(s, shards)} in {directory}: {k} is {a.dtype}{a.shape}, expected "
-                    f"float32{(stop - start,) + shape}; the directory is corrupt, regenerate it."
-                )
-            arrays.append(a)
-        return arrays[0], arrays[1]
+        return tuple(member(s, k, np.float32, (stop - start,) + shape) for k in ("x0", "x1"))
 
-    def read(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        indices = np.asarray(indices, np.int64)
+    @functools.lru_cache(maxsize=None)
+    def shard_labels(s: int) -> np.ndarray:
+        start, stop = shard_range(s, total, shard_size)
+        label = member(s, "label", np.int32, (stop - start,))
+        path = os.path.join(directory, shard_name(s, shards))
+        _check_labels(label, classes, path, "the directory is corrupt, regenerate it.")  # once per shard
+        return label
+
+    def gather(indices: np.ndarray, out: list[np.ndarray], arrays_of: Callable[[int], tuple]) -> None:
         if indices.size and (indices.min() < 0 or indices.max() >= n):
             raise IndexError(f"pair indices must be in [0, {n}), got {indices.min()}..{indices.max()}.")
-        x0, x1 = (np.empty((len(indices),) + shape, np.float32) for _ in range(2))
         which, offset = np.divmod(indices, shard_size)
         for s in np.unique(which):
             rows = which == s
-            a0, a1 = shard(int(s))
-            x0[rows], x1[rows] = a0[offset[rows]], a1[offset[rows]]
+            for o, a in zip(out, arrays_of(int(s))):
+                o[rows] = a[offset[rows]]
+
+    def read(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        indices = np.asarray(indices, np.int64)
+        x0, x1 = (np.empty((len(indices),) + shape, np.float32) for _ in range(2))
+        gather(indices, [x0, x1], shard)
         return x0, x1
 
-    return PairsSource(n, shape, read)
+    def labels(indices: np.ndarray) -> np.ndarray:
+        indices = np.asarray(indices, np.int64)
+        label = np.empty((len(indices),), np.int32)
+        gather(indices, [label], lambda s: (shard_labels(s),))
+        return label
+
+    return PairsSource(n, shape, read, classes, labels if classes else None)
 
 
 def load_pairs(directory: str, num: int = 0) -> tuple[np.ndarray, np.ndarray]:

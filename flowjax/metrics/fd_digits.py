@@ -49,3 +49,17 @@ def fd_digits(samples: np.ndarray, batch_size: int = 500) -> float:
     """
     variables, ref_stats = load_classifier(), load_reference_stats()
     return fid.fd_score(lambda x: digits_classifier.features(variables, x), samples, ref_stats, batch_size)
+
+
+def class_accuracy(samples: np.ndarray, labels: np.ndarray, batch_size: int = 500) -> float:
+    """Fraction of class-conditional ``samples`` [n, S, S, 1] that the digits classifier assigns to the class
+    they were drawn for (``labels`` [n]): how much a conditional model follows its labels (the classifier's
+    own accuracy on the test split bounds it from above)."""
+    variables = load_classifier()
+    predicted = np.concatenate(
+        [
+            np.argmax(np.asarray(digits_classifier.logits(variables, samples[i : i + batch_size])), axis=-1)
+            for i in range(0, len(samples), batch_size)
+        ]
+    )
+    return float(np.mean(predicted == np.asarray(labels)))

@@ -21,12 +21,13 @@ import numpy as np
 import optax
 from jax import lax
 
-from flowjax import couplings, interpolants, losses
+from flowjax import couplings, edm, interpolants, losses
 from flowjax.keys import per_index_keys
 
 AXIS = "batch"
-# What the network predicts for each loss.name: a velocity (flow matching) or the noise (DDPM's epsilon loss).
-PREDICTION = {"flow_matching": "velocity", "epsilon": "epsilon"}
+# What the network predicts for each loss.name: a velocity (flow matching), the noise (DDPM's epsilon loss), or
+# EDM's preconditioned denoiser output F (Karras et al. 2022, Eq. 7: D = c_skip x + c_out F(c_in x, c_noise)).
+PREDICTION = {"flow_matching": "velocity", "epsilon": "epsilon", "edm": "edm"}
 
 
 @flax.struct.dataclass
@@ -69,8 +70,11 @@ def make_train_step(
     """Per-device step ``(state, batch, key) -> (state, metrics)``; run it under pmap(axis 'batch').
 
     ``apply_fn(params, x, t, **kw)`` is the network, called with ``train=True`` and a per-device dropout rng.
+    With ``loss.name = "edm"`` its time input is EDM's c_noise(sigma) and the loss is `losses.edm_loss` on the
+    VE path x1 + sigma x0, ln sigma ~ N(loss.p_mean, loss.p_std^2) (Karras et al. 2022, Sec. 5 and Table 1).
 
-    ``batch``: {"x1": [b, ...] data, "index": [b] training-set indices (-1 for a fresh stream)}, and with
+    ``batch``: {"x1": [b, ...] data, "index": [b] training-set indices (-1 for a fresh stream)}, with
+    ``model.num_classes > 0`` "label" [b] (class indices the network is conditioned on, ``y=``), and with
     ``noise_in_batch`` the noise "x0" [b, ...] the input stream has already paired (pool couplings, stored
     pairs); otherwise the step draws it with ``noise_one(key)``. ``coupling.couple(key, x0, x1,
     coupling_state, index)`` pairs them (a pool coupling's keeps the pairs as given). During the first
@@ -95,21 +99,30 @@ def make_train_step(
         x1 = batch["x1"]
         k_src, _, _, k_cpl = jax.random.split(key, 4)
         x0 = batch["x0"] if noise_in_batch else jax.vmap(noise_one)(per_example(k_src, x1.shape[0]))
-        return coupling.couple(k_cpl, x0, x1, coupling_state, batch["index"])
+        # Labels stay with their x1: conditional runs use couplings that keep x1's order (`experiment.validate`).
+        return (*coupling.couple(k_cpl, x0, x1, coupling_state, batch["index"]), batch.get("label"))
 
     def update(state: TrainState, paired: tuple, key: jax.Array):
-        x0, x1, coupling_state, info = paired
+        x0, x1, coupling_state, info, labels = paired
         _, k_t, k_sig, _ = jax.random.split(key, 4)
         b = x1.shape[0]
-        t = jax.vmap(lambda k: sample_t(k, 1)[0])(per_example(k_t, b))
+        if config.loss.name == "edm":  # EDM's noise level sigma takes the place of the time t
+            draw = lambda k: edm.sample_sigma(k, 1, config.loss.p_mean, config.loss.p_std)[0]
+        else:
+            draw = lambda k: sample_t(k, 1)[0]
+        t = jax.vmap(draw)(per_example(k_t, b))
         noise = jax.vmap(lambda k: jax.random.normal(k, x1.shape[1:]))(per_example(k_sig, b)) if sigma > 0 else None
         k_drop = jax.random.fold_in(jax.random.fold_in(key, 7), lax.axis_index(AXIS))
-        net = lambda p, x, s: apply_fn(p, x, s, train=True, rngs={"dropout": k_drop})
+        cond = {} if labels is None else {"y": labels}
+        net = lambda p, x, s: apply_fn(p, x, s, train=True, rngs={"dropout": k_drop}, **cond)
 
         # the losses average over features; "sum" scales by their number (DDPM's code sums over pixels)
         scale = float(np.prod(x1.shape[1:])) if config.loss.feature_reduction == "sum" else 1.0
 
         def loss_fn(params):
+            if config.loss.name == "edm":
+                denoise = edm.denoiser(net, config.loss.sigma_data)
+                return scale * losses.edm_loss(denoise, params, x0, x1, t, sigma_data=config.loss.sigma_data)
             if config.loss.name == "epsilon":
                 return scale * losses.epsilon_loss(net, params, x0, x1, t, schedule=sched)
             return scale * losses.flow_matching_loss(
@@ -150,4 +163,4 @@ def make_train_step(
 
     if split:
         return pairings, updates
-    return step if config.training.steps_per_call == 1 else steps
+    return step if config.training.steps_per_call <= 1 else steps  # 0: chosen by the loop, which passes K
