@@ -1,5 +1,7 @@
 """EDM models and class labels in the training step, the velocity the samplers integrate, and the sweep."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -161,3 +163,18 @@ def test_edm_digits_trains_and_evaluates_conditionally(tmp_path):
     assert [(r["solver"], r["nfe"]) for r in rows] == [("edm_heun", 3), ("euler", 3), ("euler", 4)]
     for r in rows:
         assert np.isfinite(r["fd_digits"]) and 0.0 <= r["class_accuracy"] <= 1.0
+
+
+def test_a_missing_or_wrong_weight_file_is_refused_before_anything_is_written(tmp_path):
+    """model.weights is checked when the config is set up, before the workdir is created or locked."""
+    import main
+
+    config = edm_config()
+    config.model.weights = str(tmp_path / "missing.npz")
+    with pytest.raises(FileNotFoundError, match="model.weights=.*convert_edm_weights"):
+        main.run(config, str(tmp_path / "run"), "pairs", "x")
+    np.savez(tmp_path / "other.npz", w=np.zeros(3))  # not a converted network: it has no record beside it
+    config.model.weights = str(tmp_path / "other.npz")
+    with pytest.raises(ValueError, match="model.weights=.*no record"):
+        main.run(config, str(tmp_path / "run"), "train", "x")
+    assert not os.path.exists(tmp_path / "run")
