@@ -19,8 +19,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
-from ott.geometry import geometry
-from ott.tools import unreg
 
 SOLVERS = ("auto", "ott", "scipy")
 
@@ -74,6 +72,11 @@ def solve(cost: jax.Array, solver: str = "auto") -> jax.Array:
             _scipy_perm, jax.ShapeDtypeStruct((n,), jnp.int32), cost[:, cols], vmap_method="expand_dims"
         )
         return cols[perm].astype(jnp.int32)
+    # ott is imported where it is used: importing it costs about a second of every run's start-up, and the
+    # scipy solver (the default off TPU) does not need it.
+    from ott.geometry import geometry
+    from ott.tools import unreg
+
     _, out = unreg.hungarian(geometry.Geometry(cost_matrix=cost))
     rows, cols = out.paired_indices
     return jnp.zeros((n,), jnp.int32).at[rows].set(cols.astype(jnp.int32))

@@ -12,9 +12,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from ott.geometry import pointcloud
-from ott.problems.linear import linear_problem
-from ott.solvers.linear import sinkhorn as ott_sinkhorn
 
 from flowjax.couplings import assignment
 from flowjax.couplings.base import check_shapes, pairing_info
@@ -39,6 +36,11 @@ def sinkhorn_plan(
     ``relative_epsilon="mean"`` makes epsilon a fraction of the mean cost (scale-free); ``None``
     takes it as an absolute value on squared distances.
     """
+    # imported here, not at the top: importing ott costs about a second of start-up, which runs without Sinkhorn skip
+    from ott.geometry import pointcloud
+    from ott.problems.linear import linear_problem
+    from ott.solvers.linear import sinkhorn as ott_sinkhorn
+
     geom = pointcloud.PointCloud(
         x1.reshape(x1.shape[0], -1), x0.reshape(x0.shape[0], -1), epsilon=epsilon, relative_epsilon=relative_epsilon
     )

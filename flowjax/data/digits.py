@@ -25,8 +25,6 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 NUM_EXAMPLES = 1797
 NUM_TEST = 300
@@ -35,6 +33,8 @@ NUM_TEST = 300
 @functools.lru_cache(maxsize=1)
 def _raw() -> tuple[np.ndarray, np.ndarray]:
     """The bundled (images [1797, 8, 8] uint8 in 0..16, labels [1797] int32), read-only."""
+    from sklearn.datasets import load_digits  # here: scikit-learn's import is ~0.4 s of every run's start-up
+
     digits = load_digits()
     images, labels = digits.images.astype(np.uint8), digits.target.astype(np.int32)
     images.setflags(write=False)
@@ -45,6 +45,8 @@ def _raw() -> tuple[np.ndarray, np.ndarray]:
 def split_indices(seed: int = 0, num_test: int = NUM_TEST) -> tuple[np.ndarray, np.ndarray]:
     """Sorted (train, test) indices into the 1,797 digits: a class-stratified split fixed by ``seed``."""
     labels = _raw()[1]
+    from sklearn.model_selection import train_test_split
+
     train, test = train_test_split(np.arange(labels.shape[0]), test_size=num_test, random_state=seed, stratify=labels)
     return np.sort(train), np.sort(test)
 
