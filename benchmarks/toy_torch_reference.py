@@ -101,17 +101,17 @@ def exact_ot_pairing(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
     return x0[torch.from_numpy(plan.argmax(1))]
 
 
-def run(coupling: str, steps: int, timed: int, seed: int = 0) -> float:
+def train(coupling: str, steps: int, seed: int = 0, before_step=lambda step: None):
+    """``steps`` CFM steps (exact-OT or independent pairs) of the MLP; returns (model, its parameters, their EMA,
+    the last loss). ``before_step(step)`` is called before each step (the timers hook in there)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = MLP()
     ema = [p.detach().clone() for p in model.parameters()]
     params = list(model.parameters())
     opt = torch.optim.Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
-    start = None
     for step in range(steps):
-        if step == steps - timed:
-            start = time.perf_counter()
+        before_step(step)
         x1 = sample_moons(BATCH, gen)
         x0 = sample_8gaussians(BATCH, gen)
         if coupling == "exact_ot":
@@ -125,9 +125,17 @@ def run(coupling: str, steps: int, timed: int, seed: int = 0) -> float:
         opt.step()
         with torch.no_grad():
             torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - 0.999)
+    return model, params, ema, loss
+
+
+def run(coupling: str, steps: int, timed: int, seed: int = 0) -> float:
+    marks = {}
+    _, _, _, loss = train(
+        coupling, steps, seed, lambda step: marks.update(start=time.perf_counter()) if step == steps - timed else None
+    )
     if not math.isfinite(loss.item()):
         raise RuntimeError(f"{coupling}: loss is {loss.item()}")
-    return timed / (time.perf_counter() - start)
+    return timed / (time.perf_counter() - marks["start"])
 
 
 def since_start() -> float:
@@ -136,27 +144,15 @@ def since_start() -> float:
 
 def end_to_end(steps: int, seed: int = 0) -> dict:
     """OT-CFM for ``steps`` steps, then W2 at Euler NFE 1; the fields of benchmarks/toy.py --end_to_end."""
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    model = MLP()
-    ema = [p.detach().clone() for p in model.parameters()]
-    params = list(model.parameters())
-    opt = torch.optim.Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
-    for step in range(steps):
-        x1, x0 = sample_moons(BATCH, gen), sample_8gaussians(BATCH, gen)
-        x0 = exact_ot_pairing(x0, x1)
-        t = torch.rand(BATCH, generator=gen, dtype=DTYPE)
-        xt = (1 - t[:, None]) * x0 + t[:, None] * x1
-        loss = (model(xt, t) - (x1 - x0)).pow(2).sum(1).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - 0.999)
-        if step == 0:
-            first_step, first_clock = since_start(), time.perf_counter()
-    rate = (steps - 1) / (time.perf_counter() - first_clock) if steps > 1 else None
+    marks = {}  # when the first step was done: the start-up, and the clock the steps/s are counted from
+
+    def after_first(step: int) -> None:
+        if step == 1:
+            marks.update(first=since_start(), clock=time.perf_counter())
+
+    model, params, ema, _ = train("exact_ot", steps, seed, after_first)
+    first_step = marks.get("first", since_start())  # a single step: start-up is the whole training
+    rate = (steps - 1) / (time.perf_counter() - marks["clock"]) if steps > 1 else None
     with torch.no_grad():  # the EMA parameters, as flowjax evaluates (eval.use_ema)
         for p, e in zip(params, ema):
             p.copy_(e)

@@ -182,15 +182,15 @@ def _sample(
             x_next = x + (s_next - s_cur) * (0.5 * d_cur + 0.5 * d(x_next, s_next))
         return x_next, (x_next if return_path else None)
 
-    x = z.astype(work) * sigmas[0]
+    x_start = z.astype(work) * sigmas[0]
     # Algorithm 1 corrects only where sigma_{i+1} != 0: every step but the last, whose d' would divide by 0.
     n_full = n - 1 if second_order else n
-    x, xs = jax.lax.scan(step, x, (sigmas[:n_full], sigmas[1 : n_full + 1]))
+    x, xs = jax.lax.scan(step, x_start, (sigmas[:n_full], sigmas[1 : n_full + 1]))
     if second_order:
         x = x + (sigmas[n] - sigmas[n - 1]) * d(x, sigmas[n - 1])
     if not return_path:
         return x
-    path = jnp.concatenate([(z.astype(work) * sigmas[0])[None], xs] + ([x[None]] if second_order else []), axis=0)
+    path = jnp.concatenate([x_start[None], xs] + ([x[None]] if second_order else []), axis=0)
     return x, path
 
 

@@ -63,7 +63,7 @@ def sampler(
 
         return call
     solve = integrators.get(solver, schedule=schedule)
-    kw = (karras or {}) if solver.startswith("edm_") else {}
+    kw = (karras or {}) if solver in integrators.EDM_SOLVERS else {}
     run = jax.jit(lambda p, x, y: solve(predictions.bind(velocity_fn, p, y), x, nfe, t1=t_end, **kw))
     return lambda p, x, labels=None: (run(p, x, labels), nfe)
 
@@ -91,8 +91,7 @@ def sample(
 def eval_labels(config: ml_collections.ConfigDict, n: int) -> jax.Array | None:
     """Class labels of the n evaluation samples of a conditional model, spread evenly over the classes
     (sample i gets class i mod K, so FID compares with a class-balanced reference); None if unconditional."""
-    k = int(config.model.get("num_classes") or 0)
-    return datasets.eval_labels(k, n) if k else None
+    return datasets.eval_labels(datasets.model_classes(config), n)
 
 
 def sweep_points(config: ml_collections.ConfigDict) -> list[tuple[str, int | None]]:

@@ -139,8 +139,7 @@ def evaluate_images(
 
     keys = jax.random.split(jax.random.PRNGKey(ev.seed), ev.num_samples)
     # A conditional model's sample i has class i mod K (`evaluate.eval_labels`): class-balanced like the reference.
-    k = int(config.model.get("num_classes") or 0)
-    labels = datasets.eval_labels(k, ev.num_samples) if k else None
+    labels = datasets.eval_labels(datasets.model_classes(config), ev.num_samples)
     noise = batch_noise(noise_one, size)
     starts = range(0, ev.num_samples, size)
     chunks = [keys[i : i + size] for i in starts]

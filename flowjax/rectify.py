@@ -16,7 +16,7 @@ loss (its LPIPS variant is not implemented).
 Pair i's noise is drawn from ``fold_in(PRNGKey(pairs.seed), i)``, so every shard depends on its pair
 indices only: generation is deterministic and resumable (`flowjax.data.pairs.write_pairs`). A
 class-conditional teacher (``model.num_classes`` = K > 0) samples pair i with class ``i % K``
-(`pair_labels`: as even over the classes as `flowjax.data.dataset.eval_labels`, and a function of i alone),
+(`flowjax.data.dataset.class_labels`: as even over the classes as the evaluation's, and a function of i alone),
 stored with the pair; a student with ``model.num_classes`` = K trains on them with their labels.
 """
 
@@ -59,14 +59,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def pair_noise(seed: int, noise_one: Callable, indices: jax.Array) -> jax.Array:
     """The noise of the pairs ``indices`` [n]: pair i from ``fold_in(PRNGKey(seed), i)``."""
     return jax.vmap(noise_one)(per_index_keys(jax.random.PRNGKey(seed), indices))
-
-
-def pair_labels(num_classes: int, indices: np.ndarray) -> np.ndarray | None:
-    """The class labels [n] int32 of the pairs ``indices`` [n]: pair i has class ``i % num_classes``; None for
-    an unconditional teacher (``num_classes`` 0)."""
-    if not num_classes:
-        return None
-    return (np.asarray(indices) % num_classes).astype(np.int32)
 
 
 def target_data(data: ml_collections.ConfigDict | dict) -> dict:
@@ -112,14 +104,14 @@ def generate_pairs(
     are refused (`pairs.write_pairs`).
 
     A class-conditional teacher (``model.num_classes`` = K > 0) integrates pair i with label
-    `pair_labels` (i % K), passed as ``labels`` to the sampler (which calls ``velocity_fn(params, x, t, labels)``);
+    `flowjax.data.dataset.class_labels` (i % K), passed as ``labels`` to the sampler (which calls
+    ``velocity_fn(params, x, t, labels)``);
     the shards store the labels and the manifest records ``num_classes`` = K.
     """
     validate(config)
     classes = datasets.model_classes(config)
     p = config.pairs
     shape = tuple(int(d) for d in jax.eval_shape(noise_one, jax.random.PRNGKey(0)).shape)
-    karras = p.solver.startswith("edm_")  # the edm_* solvers step on the Karras sigma schedule of eval.*
     solve = evaluate.sampler(
         velocity_fn,
         p.solver,
@@ -127,23 +119,22 @@ def generate_pairs(
         config.eval.dopri5_tol,
         evaluate.path_schedule(config),
         config.eval.t_end,
-        **({"karras": evaluate.karras_options(config)} if karras else {}),
+        evaluate.karras_options(config),  # used by the edm_* solvers only
     )
     noise = jax.jit(lambda idx: pair_noise(p.seed, noise_one, idx))
 
     def generate_shard(start: int, stop: int):
         x0s, x1s = [], []
+        labels = datasets.class_labels(classes, np.arange(start, stop))
         for lo in range(start, stop, p.batch_size):  # chunks aligned to the shard: same work on resume
             hi = min(stop, lo + p.batch_size)
             x0 = noise(jnp.arange(lo, hi))
-            labels = pair_labels(classes, np.arange(lo, hi))
-            # An unconditional teacher's sampler is called as it always was, with (params, x0) only.
-            x1, _ = solve(params, x0) if labels is None else solve(params, x0, jnp.asarray(labels))
+            x1, _ = solve(params, x0, None if labels is None else labels[lo - start : hi - start])
             x0s.append(np.asarray(x0))
             x1s.append(np.asarray(x1))
         if not classes:
             return np.concatenate(x0s), np.concatenate(x1s)
-        return np.concatenate(x0s), np.concatenate(x1s), pair_labels(classes, np.arange(start, stop))
+        return np.concatenate(x0s), np.concatenate(x1s), labels
 
     manifest = {
         "num_pairs": p.num_pairs,
@@ -159,7 +150,7 @@ def generate_pairs(
     }
     # Recorded only when they apply, so the manifest of pairs written before they existed stays the same and
     # those pairs resume.
-    if karras:
+    if p.solver in integrators.EDM_SOLVERS:  # the edm_* solvers step on the Karras schedule of eval.*
         manifest["karras"] = evaluate.karras_options(config)
     if classes:
         manifest["num_classes"] = classes

@@ -397,3 +397,10 @@ def test_pairs_from_a_converted_conditional_teacher(tmp_path, tiny_presets):
     direct = edm.heun(lambda x, s: denoise(expected_params, x, s, y=jnp.asarray(labels)), jnp.asarray(x0), 2)
     np.testing.assert_allclose(x1, direct, rtol=1e-4, atol=1e-4 * float(np.abs(direct).max()))
     assert float(np.abs(x1 - x0 * 80.0).max()) > 1e-3  # the network did something
+
+    # The converted file is EDM's denoiser network: another loss or another sigma_data is refused.
+    for field, value, message in (("name", "flow_matching", "set --config.loss.name=edm"), ("sigma_data", 1.0, "0.5")):
+        other = config.copy_and_resolve_references()
+        other.loss[field] = value
+        with pytest.raises(ValueError, match=f"model.weights=.*{message}"):
+            train.setup(other)

@@ -119,13 +119,20 @@ def model_classes(config: ml_collections.ConfigDict) -> int:
     return value
 
 
-def eval_labels(num_classes: int, n: int) -> np.ndarray | None:
-    """The labels [n] int32 of ``n`` conditional samples spread evenly over the classes: sample i has class
-    ``i % num_classes``, so every class gets n // K or n // K + 1 of them, and any first m samples are as
-    even as m allows. None for an unconditional model (``num_classes`` 0 or None)."""
+def class_labels(num_classes: int, indices: np.ndarray) -> np.ndarray | None:
+    """The class ``i % num_classes`` [n] int32 of each sample or pair number i in ``indices`` [n]: a function of i
+    alone (pairs are resumable shard by shard), and as even over the classes as any run of consecutive numbers
+    allows. None for an unconditional model (``num_classes`` 0 or None)."""
     if not num_classes:
         return None
-    return (np.arange(n) % num_classes).astype(np.int32)
+    return (np.asarray(indices) % num_classes).astype(np.int32)
+
+
+def eval_labels(num_classes: int, n: int) -> np.ndarray | None:
+    """The labels [n] int32 of ``n`` conditional samples spread evenly over the classes: sample i has class
+    ``i % num_classes`` (`class_labels`), so every class gets n // K or n // K + 1 of them, and any first m
+    samples are as even as m allows. None for an unconditional model (``num_classes`` 0 or None)."""
+    return class_labels(num_classes, np.arange(n))
 
 
 def data_classes(data: ml_collections.ConfigDict | dict) -> int | None:

@@ -73,9 +73,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"loss.sigma perturbs flow matching's x_t; set it to 0 with loss.name={config.loss.name!r}.")
     if config.loss.name == "edm" and not config.loss.sigma_data > 0:
         raise ValueError(f"loss.sigma_data must be > 0 (the data's standard deviation), got {config.loss.sigma_data}.")
-    if num_classes(config) and config.coupling.name not in ("independent",):
+    classes = datasets.model_classes(config)
+    if classes and config.coupling.name != "independent":
         raise ValueError(
-            f"model.num_classes={num_classes(config)} (class-conditional) with coupling.name={config.coupling.name!r}: "
+            f"model.num_classes={classes} (class-conditional) with coupling.name={config.coupling.name!r}: "
             "a coupling that matches noise across classes would leave each class's noise non-Gaussian, so the "
             "conditional model could not be sampled from N(0, I). Use coupling.name='independent' (or stored pairs)."
         )
@@ -95,11 +96,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     if config.coupling.match_only_epochs and not num_train:
         raise ValueError("coupling.match_only_epochs counts epochs of a fixed training set: set data.num_train.")
-
-
-def num_classes(config: ml_collections.ConfigDict) -> int:
-    """The classes the network is conditioned on: ``model.num_classes`` (None or 0: unconditional)."""
-    return int(config.model.get("num_classes") or 0)
 
 
 def init_state(model, tx, example_x: jax.Array, key: jax.Array, conditional: bool = False) -> TrainState:
@@ -162,7 +158,7 @@ def setup(config: ml_collections.ConfigDict) -> Experiment:
     tx = make_optimizer(config.optim, config.training.num_steps)
     coupling = couplings.make(config.coupling, axis_name=AXIS, noise_one=dataset.noise_one)
     key = jax.random.PRNGKey(config.training.seed)
-    conditional = num_classes(config) > 0
+    conditional = datasets.model_classes(config) > 0
     state = init_state(model, tx, jnp.zeros((1,) + dataset.shape), jax.random.fold_in(key, 0), conditional)
     if config.model.get("weights"):
         state = from_converted(config, model, tx, state, (1,) + dataset.shape)

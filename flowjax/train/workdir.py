@@ -326,11 +326,6 @@ def _move_aside(directory: str, step: int) -> str:
     return target
 
 
-def restore_latest(mngr: ocp.CheckpointManager, template: TrainState) -> TrainState | None:
-    """`restore_newest` without moving anything: the newest checkpoint that can be read, or None."""
-    return restore_newest(mngr, template)
-
-
 def init_from_run(state: TrainState, workdir: str) -> TrainState:
     """``state`` with its parameters and EMA parameters set to the EMA parameters of the latest checkpoint
     in another run's ``workdir`` (a reflow student starting from its teacher, as LOOM-CFM's and rectified
@@ -379,7 +374,7 @@ def load_checkpoint(config: ml_collections.ConfigDict, workdir: str, template: T
         raise FileNotFoundError(f"No checkpoints in {workdir}; train first with --mode=train.")
     check_workdir(config, workdir, record=False)
     mngr = checkpoint_manager(workdir, config)
-    state = restore_latest(mngr, template)
+    state = restore_newest(mngr, template)  # evaluation moves nothing aside
     mngr.close()
     if state is None:
         raise FileNotFoundError(f"No checkpoint saved in {workdir}/checkpoints; train first with --mode=train.")
