@@ -288,7 +288,7 @@ def from_config(config: ml_collections.ConfigDict) -> Dataset:
 
         def pairs_batch(step: int) -> dict:  # NumPy, like the training sets in memory
             index = indices_at(step)
-            x0, x1 = stored.read(index)
+            x0, x1 = stored.read(index)  # float32; x0 stored, or regenerated as the teacher drew it
             batch = {"x1": x1, "index": index, "x0": x0}
             if classes:
                 batch["label"] = stored.labels(index)  # range-checked against the manifest as each shard opens
@@ -300,7 +300,7 @@ def from_config(config: ml_collections.ConfigDict) -> Dataset:
             stored.num_pairs,
             noise_sampler(teacher, stored.shape),
             pairs_batch,
-            lambda index: stored.read(index)[1],
+            stored.read_x1,  # x1 alone: no noise regenerated for it
             num_classes=stored.num_classes,
         )
     if what == "digits":

@@ -3,8 +3,29 @@
 A pairs directory holds
 
     manifest.json                    what the pairs are (written first; see `write_pairs`)
-    pairs-00000-of-000NN.npz         shard s: pairs [s * shard_size, (s + 1) * shard_size), arrays x0, x1 (float32)
-                                     and, from a class-conditional teacher, label (int32 [n])
+    pairs-00000-of-000NN.npz         shard s: pairs [s * shard_size, (s + 1) * shard_size), arrays x0, x1
+                                     (in the manifest's ``dtype``) and, from a class-conditional teacher,
+                                     label (int32 [n]); no x0 when the manifest records ``"noise": "regenerated"``
+
+Compact pairs. Pair i's noise is a pure function of i: ``noise_one(fold_in(PRNGKey(seed), i))`` (`pair_noise`),
+``noise_one`` the noise of the teacher's data config that the manifest records (``data``: ``data.source``, a
+2-D toy or N(0, I); `flowjax.data.dataset.noise_sampler`). A manifest with ``"noise": "regenerated"``
+(``pairs.store_noise = False``) has shards without x0: the reader draws it again from the manifest's ``seed``
+and ``data`` (`noise_regenerator`, jitted once, on JAX's default device). `write_pairs` refuses a shard whose x0
+is not exactly that draw, and records ``noise_check``, the SHA-256 of the float32 x0 of the first
+`NOISE_CHECK_PAIRS` pairs; `open_pairs` refuses to read when its own draw hashes otherwise (another JAX
+version, PRNG setting or backend can change the bits), so a reader's x0 is bit for bit the x0 the teacher
+integrated. ``"dtype": "float16"`` (``pairs.dtype``) stores x1 (and a stored x0) rounded to float16 (round
+to nearest: relative error <= 2^-11 for |x| >= 2^-14, absolute <= 2^-25 below); the reader returns float32
+always. A manifest without these keys (all pairs written before they existed) means float32 and stored noise,
+and `write_pairs` adds none of them for those defaults, so such directories are written byte for byte as before
+and still resume.
+
+Sizes, from the shapes: an ImageNet-64 pair is 2 x 64 x 64 x 3 = 24,576 values. Lines Matching Models
+("Generative Lines Matching Models", Matityahu & Fattal, App. A.4) train on 4M ImageNet-64 teacher pairs:
+float32 x0 and x1 are 4e6 x 24,576 x 4 B = 393 GB (366 GiB); x0 regenerated and float16 x1 are
+4e6 x 12,288 x 2 B = 98 GB (92 GiB), a quarter (labels add 16 MB). float16 with x0 stored, or float32 with
+x0 regenerated, halve it (197 GB).
 
 A conditional teacher's manifest records ``num_classes`` (K > 0) and every shard its pairs' labels in
 [0, K); an unconditional teacher's records neither, as pairs written before labels existed, which
@@ -22,18 +43,104 @@ Pure helpers: what a shard holds is the caller's ``generate_shard(start, stop) -
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import struct
 import zipfile
 from typing import Callable, Iterable, NamedTuple
 
+import jax
 import numpy as np
 
 from flowjax import io
+from flowjax.keys import per_index_keys
 
 MANIFEST = "manifest.json"
 FORMAT = 1
+DTYPES = ("float32", "float16")  # the manifest's "dtype" (absent: float32): how x1 and a stored x0 are written
+REGENERATED = "regenerated"  # the manifest's "noise" when shards hold no x0 (absent: "stored")
+NOISE_CHECK_PAIRS = 64  # pairs whose regenerated x0 the manifest's noise_check hashes
+
+
+def pair_noise(seed: int, noise_one: Callable, indices: jax.Array) -> jax.Array:
+    """The noise of the pairs ``indices`` [n]: pair i from ``fold_in(PRNGKey(seed), i)``."""
+    return jax.vmap(noise_one)(per_index_keys(jax.random.PRNGKey(seed), indices))
+
+
+def stored_dtype(manifest: dict) -> np.dtype:
+    """The dtype of the shards' x1 (and x0): the manifest's ``dtype``, float32 when it records none."""
+    name = manifest.get("dtype") or "float32"
+    if name not in DTYPES:
+        raise ValueError(f"The pairs' dtype must be one of {DTYPES} (pairs.dtype), got {name!r}.")
+    return np.dtype(name)
+
+
+def stores_noise(manifest: dict) -> bool:
+    """Whether the shards hold x0 (manifest ``noise`` absent or ``"stored"``) or it is regenerated from the
+    pair index (``"regenerated"``)."""
+    noise = manifest.get("noise") or "stored"
+    if noise not in ("stored", REGENERATED):
+        raise ValueError(f"The pairs' noise must be 'stored' or {REGENERATED!r}, got {noise!r}.")
+    return noise == "stored"
+
+
+def noise_regenerator(manifest: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """``indices [n] -> x0 [n, *shape]`` float32: the noise of those pairs, drawn again as the teacher drew it,
+    ``pair_noise(manifest seed, noise_one, indices)`` with ``noise_one`` the noise of the manifest's ``data``
+    (`flowjax.data.dataset.noise_sampler`: ``data.source``, N(0, I) for images). Jitted once (per batch size),
+    run on JAX's default device."""
+    from flowjax.data.dataset import noise_sampler  # dataset imports this module
+
+    shape, seed = tuple(int(d) for d in manifest["shape"]), int(manifest["seed"])
+    noise_one = noise_sampler(manifest.get("data") or {}, shape)
+    draw = jax.jit(lambda indices: pair_noise(seed, noise_one, indices))
+
+    def regenerate(indices: np.ndarray) -> np.ndarray:
+        indices = np.asarray(indices, np.int64)
+        if not indices.size:
+            return np.empty((0,) + shape, np.float32)
+        if indices.min() < 0 or indices.max() >= 2**31:
+            raise IndexError(f"pair indices must be in [0, 2^31), got {indices.min()}..{indices.max()}.")
+        return np.asarray(draw(indices.astype(np.int32)), np.float32)
+
+    return regenerate
+
+
+def noise_check(num_pairs: int, regenerate: Callable[[np.ndarray], np.ndarray]) -> dict:
+    """What the manifest's ``noise_check`` records: the SHA-256 of the float32 (little-endian, C order) x0 of
+    pairs [0, min(num_pairs, NOISE_CHECK_PAIRS))."""
+    k = min(int(num_pairs), NOISE_CHECK_PAIRS)
+    x0 = np.ascontiguousarray(regenerate(np.arange(k)), "<f4")
+    return {"pairs": k, "sha256": hashlib.sha256(x0.tobytes()).hexdigest()}
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two arrays are equal bit for bit (shape, dtype and every byte: -0.0 is not 0.0, NaN is NaN)."""
+    a, b = np.asarray(a), np.asarray(b)
+    return (
+        a.shape == b.shape
+        and a.dtype == b.dtype
+        and np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
+    )
+
+
+def _jax_setting() -> str:
+    return f"JAX {jax.__version__} on {jax.default_backend()}"
+
+
+def _narrow(a: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
+    """float32 ``a`` in the pairs' ``dtype``; float16 refuses values it cannot hold (|x| > 65504)."""
+    if dtype == np.float32:
+        return a
+    with np.errstate(over="ignore"):  # refused just below, with the fix
+        out = a.astype(dtype)
+    if (np.isfinite(a) & ~np.isfinite(out)).any():
+        raise ValueError(
+            f"{what} has values beyond {dtype.name}'s range (|x| > {float(np.finfo(dtype).max):g}); "
+            "nothing of this shard was written. Use --config.pairs.dtype=float32."
+        )
+    return out
 
 
 def num_shards(num_pairs: int, shard_size: int) -> int:
@@ -114,6 +221,12 @@ def write_pairs(
     make every existing shard whole); temporary files a killed run left behind are removed.
     ``progress(shards_done, shards_total, shard)`` is called after each written shard. Returns the
     shards written by this call.
+
+    The manifest's ``dtype`` (float32 if absent, or float16) is how x1 and x0 are written (from their float32
+    values). With ``"noise": "regenerated"``, x0 must be exactly `noise_regenerator`'s draw (its shape,
+    ``seed`` and ``data`` from the manifest); it is checked bit for bit and not written, and the manifest
+    gains ``noise_check`` (`noise_check`). A directory begun where that draw hashed otherwise (another JAX
+    version or backend) is refused like one of other settings.
     """
     num_pairs, shard_size = int(manifest["num_pairs"]), int(manifest["shard_size"])
     if num_pairs < 1 or shard_size < 1:
@@ -123,6 +236,10 @@ def write_pairs(
     if not isinstance(classes, int) or classes < 0:
         raise ValueError(f"The pairs' num_classes must be an integer >= 0, got {classes!r}.")
     shape = tuple(manifest["shape"])
+    dtype, regenerate = stored_dtype(manifest), None
+    if not stores_noise(manifest):
+        regenerate = noise_regenerator(manifest)
+        manifest["noise_check"] = noise_check(num_pairs, regenerate)
     path = os.path.join(directory, MANIFEST)
     if os.path.isfile(path):
         with open(path) as f:
@@ -131,8 +248,14 @@ def write_pairs(
         # since the pairs were written, not a difference: a new field's default keeps the old behaviour.
         diffs, _ = io.config_diff(saved, manifest, saved_as="on disk", whole_sections=True)
         if diffs:
+            why = (
+                f" The noise regenerated here ({_jax_setting()}) is not the noise the directory was begun with: "
+                "finish it with the JAX version and backend that began it."
+                if [d for d in diffs if d.startswith("noise_check:")] == diffs
+                else ""
+            )
             raise ValueError(
-                f"{directory} holds pairs of other settings ({'; '.join(diffs)}). Nothing was changed. "
+                f"{directory} holds pairs of other settings ({'; '.join(diffs)}). Nothing was changed.{why} "
                 "Use another output directory (--config.pairs.output_dir), or the settings of its manifest.json "
                 "to finish it."
             )
@@ -154,13 +277,21 @@ def write_pairs(
                 + ("(x0, x1, label): the manifest records num_classes" if classes else "(x0, x1)")
                 + "."
             )
+        where = f"generate_shard({start}, {stop})"
         arrays = {"x0": np.asarray(out[0], np.float32), "x1": np.asarray(out[1], np.float32)}
         for name, a in arrays.items():
             if a.shape != (stop - start,) + shape:
+                raise ValueError(f"{where} returned {name} of shape {a.shape}, expected {(stop - start,) + shape}.")
+        if regenerate is not None:
+            if not same_bits(arrays.pop("x0"), regenerate(np.arange(start, stop))):
+                source = (manifest.get("data") or {}).get("source", "normal")
                 raise ValueError(
-                    f"generate_shard({start}, {stop}) returned {name} of shape {a.shape}, "
-                    f"expected {(stop - start,) + shape}."
+                    f"{where} returned x0 other than the noise the reader regenerates (pair i: noise of the "
+                    f"manifest's data.source {source!r} at fold_in(PRNGKey({manifest['seed']}), i)); "
+                    "nothing of this shard was written. Store the noise "
+                    "(--config.pairs.store_noise=True), or draw x0 as `pair_noise` with the manifest's data."
                 )
+        arrays = {name: _narrow(a, dtype, f"{where}'s {name}") for name, a in arrays.items()}
         if classes:
             label = np.asarray(out[2])
             if label.shape != (stop - start,) or not np.issubdtype(label.dtype, np.integer):
@@ -189,9 +320,11 @@ def _check_labels(label: np.ndarray, classes: int, where: str, fix: str) -> None
 class PairsSource(NamedTuple):
     """Random access to a complete pairs directory: ``read(indices [n]) -> (x0 [n, ...], x1 [n, ...])`` float32
     and, for labelled pairs (``num_classes`` > 0), ``labels(indices [n]) -> int32 [n]`` (None when unlabelled).
+    ``read_x1(indices)`` gives x1 alone (no noise regenerated). ``stored_noise``: whether x0 is read from the
+    shards, or regenerated from the pair indices (`noise_regenerator`).
 
     Shards are memory-mapped as they are first touched, so a training run holds only what its batches read
-    (4M CIFAR-10 pairs are ~100 GB on disk).
+    (4M CIFAR-10 pairs are 4e6 x 2 x 3,072 x 4 B = 98 GB on disk in float32).
     """
 
     num_pairs: int
@@ -199,6 +332,8 @@ class PairsSource(NamedTuple):
     read: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
     num_classes: int = 0
     labels: Callable[[np.ndarray], np.ndarray] | None = None
+    read_x1: Callable[[np.ndarray], np.ndarray] | None = None
+    stored_noise: bool = True
 
 
 def _member_memmap(path: str, name: str) -> np.ndarray:
@@ -225,7 +360,10 @@ def _member_memmap(path: str, name: str) -> np.ndarray:
 
 
 def open_pairs(directory: str, num: int = 0) -> PairsSource:
-    """The first ``num`` pairs (all if 0) of a complete pairs directory, read by index (`PairsSource`)."""
+    """The first ``num`` pairs (all if 0) of a complete pairs directory, read by index (`PairsSource`).
+
+    Pairs of ``"noise": "regenerated"`` draw x0 with `noise_regenerator`; opening them first checks that this
+    draw hashes to the manifest's ``noise_check``, and refuses them otherwise."""
     manifest = read_manifest(directory)
     missing = missing_shards(directory, manifest)
     total, shard_size = manifest["num_pairs"], manifest["shard_size"]
@@ -240,12 +378,31 @@ def open_pairs(directory: str, num: int = 0) -> PairsSource:
     if n > total:
         raise ValueError(f"Asked for {n} pairs, but {directory} holds {total}.")
     shape, classes = tuple(manifest["shape"]), num_classes(manifest)
+    dtype, stored = stored_dtype(manifest), stores_noise(manifest)
+    regenerate = None if stored else noise_regenerator(manifest)
+    if regenerate is not None:
+        recorded, drawn = manifest.get("noise_check"), noise_check(total, regenerate)
+        if recorded != drawn:
+            raise ValueError(
+                f"{os.path.join(directory, MANIFEST)}: the pairs' x0 is regenerated from the pair index, but "
+                f"the noise drawn here ({_jax_setting()}) does not hash to the manifest's noise_check "
+                f"({recorded!r}, here {drawn!r}): it is not the noise the teacher integrated. Read these pairs "
+                "with the JAX version and backend that wrote them, or regenerate them with "
+                "--config.pairs.store_noise=True."
+            )
 
-    def member(s: int, k: str, dtype: type, member_shape: tuple[int, ...]) -> np.ndarray:
+    def member(s: int, k: str, dtype: np.dtype, member_shape: tuple[int, ...]) -> np.ndarray:
+        path = os.path.join(directory, shard_name(s, shards))
         try:
-            a = _member_memmap(os.path.join(directory, shard_name(s, shards)), k)
+            a = _member_memmap(path, k)
         except KeyError:  # no such member: a shard of unlabelled pairs under a manifest that records labels
             a = None
+        if a is not None and a.shape == member_shape and a.dtype != dtype and k in ("x0", "x1"):
+            raise ValueError(
+                f"{path}: {k} is stored as {a.dtype}, but the manifest records dtype {np.dtype(dtype).name!r} "
+                "(pairs.dtype): this shard was not written with the directory's settings. Delete it and rerun "
+                "`main.py --mode=pairs` with the manifest's settings to write it again."
+            )
         if a is None or a.shape != member_shape or a.dtype != dtype:
             found = f"{a.dtype}{a.shape}" if a is not None else "missing"
             raise ValueError(
@@ -255,9 +412,10 @@ def open_pairs(directory: str, num: int = 0) -> PairsSource:
         return a
 
     @functools.lru_cache(maxsize=None)
-    def shard(s: int) -> tuple[np.ndarray, np.ndarray]:
+    def shard(s: int) -> tuple[np.ndarray, ...]:
+        """The memory maps (x0, x1) of shard s, or (x1,) when x0 is regenerated."""
         start, stop = shard_range(s, total, shard_size)
-        return tuple(member(s, k, np.float32, (stop - start,) + shape) for k in ("x0", "x1"))
+        return tuple(member(s, k, dtype, (stop - start,) + shape) for k in (("x0", "x1") if stored else ("x1",)))
 
     @functools.lru_cache(maxsize=None)
     def shard_labels(s: int) -> np.ndarray:
@@ -268,6 +426,7 @@ def open_pairs(directory: str, num: int = 0) -> PairsSource:
         return label
 
     def gather(indices: np.ndarray, out: list[np.ndarray], arrays_of: Callable[[int], tuple]) -> None:
+        """Rows ``indices`` of the shards' arrays into ``out`` (float16 widened to float32 exactly)."""
         if indices.size and (indices.min() < 0 or indices.max() >= n):
             raise IndexError(f"pair indices must be in [0, {n}), got {indices.min()}..{indices.max()}.")
         which, offset = np.divmod(indices, shard_size)
@@ -276,8 +435,17 @@ def open_pairs(directory: str, num: int = 0) -> PairsSource:
             for o, a in zip(out, arrays_of(int(s))):
                 o[rows] = a[offset[rows]]
 
+    def read_x1(indices: np.ndarray) -> np.ndarray:
+        indices = np.asarray(indices, np.int64)
+        x1 = np.empty((len(indices),) + shape, np.float32)
+        gather(indices, [x1], lambda s: shard(s)[-1:])
+        return x1
+
     def read(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         indices = np.asarray(indices, np.int64)
+        if regenerate is not None:
+            x1 = read_x1(indices)  # checks the indices
+            return regenerate(indices), x1
         x0, x1 = (np.empty((len(indices),) + shape, np.float32) for _ in range(2))
         gather(indices, [x0, x1], shard)
         return x0, x1
@@ -288,7 +456,7 @@ def open_pairs(directory: str, num: int = 0) -> PairsSource:
         gather(indices, [label], lambda s: (shard_labels(s),))
         return label
 
-    return PairsSource(n, shape, read, classes, labels if classes else None)
+    return PairsSource(n, shape, read, classes, labels if classes else None, read_x1, stored)
 
 
 def load_pairs(directory: str, num: int = 0) -> tuple[np.ndarray, np.ndarray]:
