@@ -41,6 +41,8 @@ UNTRAINED_FRACTION = 0.9
 
 
 def run(config, workdir: str, mode: str, config_name: str) -> None:
+    if config.loss.name == "lines" and not workdirs.has_checkpoints(workdir):
+        train.validate_lines(config)  # LMM's pairs and teacher: what is missing, and the commands that provide it
     eval_config = rectify.evaluation_config(config)  # runs on pairs are evaluated against the teacher's data
     if mode in ("train", "eval"):  # the modes that run the sweep: checked before training, not after it
         evaluate.validate(eval_config)

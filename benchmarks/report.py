@@ -54,6 +54,7 @@ RUNS = {
     "assignment_n1024": ("assignment.py", "--n 1024 --problems 10", None),
     "digits": ("digits.py", "--workdir {runs}/digits", None),
     "edm": ("edm.py", "--workdir {runs}/edm", "--workdir {runs}/edm --steps 300 --toy_steps 500"),
+    "lmm": ("lmm.py", "--workdir {runs}/lmm", "--workdir {runs}/lmm --tasks bound,toy --toy_steps 500"),
     "rectify": ("rectify.py", "--workdir {runs}/rectify",
                 "--tables 1,2 --seeds 2 --n 1000 --steps 300 --num_pairs 2000 --pair_solver euler --pair_nfe 16 "
                 "--workdir {runs}/rectify"),
@@ -562,6 +563,25 @@ def section_edm(data: dict, quick: bool, out: list[str]) -> None:
         out.append(common.markdown(t) + "\n")
 
 
+def section_lmm(data: dict, quick: bool, out: list[str]) -> None:
+    if "lmm" not in data:
+        return
+    record = data["lmm"]
+    out.append("## Lines Matching Models\n")
+    out.append(
+        '`benchmarks/lmm.py` reproduces "Generative Lines Matching Models" at CPU scale: its App. A.2 bound on the '
+        "similarity of batch-OT pairs, its Table 1 toy (N(0, I_128) to two Gaussians: straightness in both "
+        "readings of its formula, and the samples' W2 to the target), and the teacher -> Heun pairs -> LMM pipeline "
+        "on the digits with the L2 loss, LPIPS-VGG, and LPIPS then the adversarial stage. The paper column of the "
+        "toy table is its Table 1 as printed (its straightness formula and normalisation are ambiguous, so compare "
+        "rankings, not values).\n"
+    )
+    out.append(provenance(record, "lmm", quick) + "\n")
+    for t in record["tables"]:
+        out.append(f"**{t['title']}.**\n")
+        out.append(common.markdown(t) + "\n")
+
+
 def section_rectify(data: dict, quick: bool, out: list[str]) -> None:
     names = [n for n in ("rectify", "rectify_init_teacher") if n in data]
     if not names:
@@ -633,6 +653,7 @@ SECTIONS = [
     section_assignment,
     section_digits,
     section_edm,
+    section_lmm,
     section_rectify,
     section_unet,
 ]

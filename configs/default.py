@@ -95,7 +95,33 @@ def get_config() -> ml_collections.ConfigDict:
     loss.p_mean = -1.2  # edm: ln sigma ~ N(p_mean, p_std^2) during training (EDM Table 1)
     loss.p_std = 1.2
 
+    # Lines Matching Models (loss.name = "lines", trained on a teacher's pairs; flowjax/lmm.py). The paper
+    # ("Generative Lines Matching Models", App. A.4) leaves the sigma distribution and the norm's details open:
+    # each default here is a choice, stated in flowjax/lmm.py.
+    config.lmm = lmm = ml_collections.ConfigDict()
+    lmm.num_steps = 18  # N of the teacher's Karras schedule (18 CIFAR-10, 40 ImageNet/AFHQ): training sigmas, samplers
+    lmm.sigma = "karras"  # training sigma: karras (uniform over the N levels) | lognormal (EDM's) | loguniform
+    lmm.sot_steps = ()  # Sampling-Optimized Training (Sec. 3.6): train only at these indices, e.g. (0,) or (0, 1)
+    lmm.norm = "l2sq"  # lines loss: lpips (the paper's perceptual loss) | l2 (RMS error) | l2sq (mean squared error)
+    lmm.lpips_resize = 0  # side the LPIPS inputs are resized to (0: native; the paper's stage 2 uses 224)
+    lmm.lines_weight = 0.5  # lambda_lines (Table 6)
+    lmm.adversarial_from = -1  # step at which stage 2 (+ adversarial loss, Eq. 5) starts; -1: lines loss only
+    lmm.adv_lpips_resize = 0  # stage 2's LPIPS input side (the paper: 224)
+    lmm.adv_loss = "hinge"  # hinge (CTM's code) | log (Eq. 5 as written)
+    lmm.d_learning_rate = 2e-3  # discriminator RAdam (Table 6)
+    lmm.d_b1 = 0.5
+    lmm.d_b2 = 0.9
+    lmm.d_channels = 64  # projected discriminator width (Projected GAN's 64)
+    lmm.d_resize = 224  # side the discriminator's inputs are resized to (0: their own)
+    lmm.diffaug = "color,translation,cutout"  # DiffAugment policy ("" for none), translation 0.125, cutout 0.2
+    lmm.adaptive_min = 0.01  # lambda_adapt clipped to [min, max] (CTM's code)
+    lmm.adaptive_max = 10.0
+    # start from the teacher's weights (training.init_from or model.weights), as the paper's learning rates imply
+    lmm.from_teacher = True
+    lmm.teacher = ""  # the teacher's config name (e.g. edm_imagenet64), for the commands a missing input prints
+
     config.optim = optim = ml_collections.ConfigDict()
+    optim.name = "adam"  # adam (AdamW with weight_decay) | radam (LMM's optimizer, Table 6)
     optim.learning_rate = 1e-3
     optim.schedule = "constant"  # constant | cosine (decays to 0 at training.num_steps)
     optim.warmup_steps = 0
@@ -161,4 +187,12 @@ def get_config() -> ml_collections.ConfigDict:
     pairs.nfe = 100  # fixed-step solvers only
     pairs.seed = 3  # noise of pair i: fold_in(PRNGKey(seed), i)
     pairs.output_dir = ""  # "": <workdir>/pairs
+    # Compact pairs (flowjax/data/pairs.py). store_noise=False: shards hold x1 (and label) only; readers draw x0
+    # of pair i again from the manifest's seed and teacher data (data.source), checked bit for bit against the
+    # teacher's noise when written and by a hash when opened. dtype: how x1 (and a stored x0) are written; read
+    # back as float32 (float16: relative error <= 2^-11 for |x| >= 2^-14). Lines Matching Models (Matityahu &
+    # Fattal, App. A.4) train on 4M ImageNet-64 pairs of 64 x 64 x 3 = 12,288 values: float32 x0 and x1 are
+    # 4e6 x 2 x 12,288 x 4 B = 393 GB; store_noise=False with float16 x1 is 4e6 x 12,288 x 2 B = 98 GB.
+    pairs.store_noise = True  # False: x0 regenerated from the pair index, not stored (halves float32 pairs)
+    pairs.dtype = "float32"  # float32 | float16 (halves the stored arrays)
     return config

@@ -21,20 +21,33 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from flowjax import evaluate_fid, integrators, interpolants, io, metrics, plots, predictions
+from flowjax import evaluate_fid, integrators, interpolants, io, lmm, metrics, plots, predictions
 from flowjax.data import dataset as datasets
 
 
 def eval_noise(config: ml_collections.ConfigDict, noise_one: Callable, n: int) -> jax.Array:
     """Fixed evaluation noise x0 [n, ...] (key eval.seed), independent of training draws."""
-    keys = jax.random.split(jax.random.PRNGKey(config.eval.seed), n)
-    return jax.jit(jax.vmap(noise_one))(keys)
+    return jax.jit(jax.vmap(noise_one))(eval_keys(config.eval.seed, n))
 
 
 def karras_options(config: ml_collections.ConfigDict) -> dict:
     """The Karras et al. (2022) schedule of the edm_heun / edm_euler solvers: eval.sigma_min/sigma_max/rho."""
     ev = config.eval
     return {"sigma_min": ev.sigma_min, "sigma_max": ev.sigma_max, "rho": ev.rho}
+
+
+KARRAS_KEYS = ("sigma_min", "sigma_max", "rho")
+
+
+def sampling_options(config: ml_collections.ConfigDict) -> dict:
+    """`karras_options` and the length N of the Karras schedule whose indices the LMM samplers name (lmm.num_steps)."""
+    return {**karras_options(config), "num_steps": config.lmm.num_steps}
+
+
+def eval_keys(seed: int, n: int) -> jax.Array:
+    """The n per-sample keys of the evaluation: sample i's noise is noise_one(keys[i]), and the LMM sampler's fresh
+    noise comes from the same key (`lmm.sample`), so a sample does not depend on the batch it is drawn in."""
+    return jax.random.split(jax.random.PRNGKey(seed), n)
 
 
 def sampler(
@@ -46,26 +59,33 @@ def sampler(
     t_end: float = 1.0,
     karras: dict | None = None,
 ) -> Callable:
-    """``(params, x0, labels=None) -> (x1, nfe actually used)``, integrating from t=0 to ``t_end`` with one jitted
-    function; ``labels`` [B] (class indices) condition a class-conditional model.
+    """``(params, x0, labels=None, keys=None) -> (x1, nfe actually used)``, integrating from t=0 to ``t_end`` with
+    one jitted function; ``labels`` [B] (class indices) condition a class-conditional model; ``keys`` [B] (the
+    samples' PRNG keys) are needed by the LMM sampler ``lmm:<indices>``, which draws fresh noise at every step.
 
-    ``karras`` (`karras_options`) sets the sigma schedule of the edm_* solvers. Build it once and call it on
-    many batches: it compiles once per batch shape.
+    ``karras`` (`karras_options`, or `sampling_options` with the LMM samplers' ``num_steps``) sets the sigma
+    schedule of the edm_* and lmm samplers. Build it once and call it on many batches: it compiles once per batch
+    shape.
     """
     if solver == "dopri5":
         run = jax.jit(
             lambda p, x, y: integrators.dopri5(predictions.bind(velocity_fn, p, y), x, t1=t_end, rtol=tol, atol=tol)
         )
 
-        def call(p, x, labels=None):
+        def call(p, x, labels=None, keys=None):
             x1, used = run(p, x, labels)
             return x1, int(used)
 
         return call
     solve = integrators.get(solver, schedule=schedule)
-    kw = (karras or {}) if solver in integrators.EDM_SOLVERS else {}
+    karras = karras or {}
+    if integrators.parse_lmm(solver):
+        kw = dict(karras)
+        run = jax.jit(lambda p, x, y, k: solve(predictions.bind(velocity_fn, p, y), x, nfe, t1=t_end, keys=k, **kw))
+        return lambda p, x, labels=None, keys=None: (run(p, x, labels, keys), nfe)
+    kw = {k: v for k, v in karras.items() if k in KARRAS_KEYS} if solver in integrators.EDM_SOLVERS else {}
     run = jax.jit(lambda p, x, y: solve(predictions.bind(velocity_fn, p, y), x, nfe, t1=t_end, **kw))
-    return lambda p, x, labels=None: (run(p, x, labels), nfe)
+    return lambda p, x, labels=None, keys=None: (run(p, x, labels), nfe)
 
 
 def sample(
@@ -79,13 +99,14 @@ def sample(
     t_end: float = 1.0,
     labels: jax.Array | None = None,
     karras: dict | None = None,
+    keys: jax.Array | None = None,
 ):
     """Integrates x0 from t=0 to ``t_end`` with v = velocity_fn(params, x, t[, labels]); returns (x1, nfe used).
 
     ``schedule`` (the training path's) is needed by ``ddim`` only, ``karras`` by the edm_* solvers. Compiles anew
     on every call: use `sampler` to integrate several batches with one compiled function.
     """
-    return sampler(velocity_fn, solver, nfe, tol, schedule, t_end, karras)(params, x0, labels)
+    return sampler(velocity_fn, solver, nfe, tol, schedule, t_end, karras)(params, x0, labels, keys)
 
 
 def eval_labels(config: ml_collections.ConfigDict, n: int) -> jax.Array | None:
@@ -95,12 +116,17 @@ def eval_labels(config: ml_collections.ConfigDict, n: int) -> jax.Array | None:
 
 
 def sweep_points(config: ml_collections.ConfigDict) -> list[tuple[str, int | None]]:
-    """The (solver, nfe) pairs of the sweep: dopri5 once (adaptive, nfe None), the others at each valid eval.nfe."""
-    return [
-        (solver, nfe)
-        for solver in config.eval.solvers
-        for nfe in ([None] if solver == "dopri5" else [n for n in config.eval.nfe if integrators.valid_nfe(solver, n)])
-    ]
+    """The (solver, nfe) pairs of the sweep: dopri5 once (adaptive, nfe None), an LMM sampler once (its nfe is the
+    number of its step indices), the others at each valid eval.nfe."""
+
+    def nfes(solver: str) -> list:
+        if solver == "dopri5":
+            return [None]
+        if integrators.parse_lmm(solver):
+            return [len(integrators.parse_lmm(solver)[1])]
+        return [n for n in config.eval.nfe if integrators.valid_nfe(solver, n)]
+
+    return [(solver, nfe) for solver in config.eval.solvers for nfe in nfes(solver)]
 
 
 def sample_metrics(
@@ -123,14 +149,18 @@ def sweep(
     x0: jax.Array,
     target: jax.Array,
     labels: jax.Array | None = None,
+    keys: jax.Array | None = None,
 ) -> tuple[list, dict]:
-    """Rows of {"solver", "nfe", "w2", ...} for each valid (solver, nfe), plus the samples by row label."""
+    """Rows of {"solver", "nfe", "w2", ...} for each valid (solver, nfe), plus the samples by row label. ``keys``:
+    the samples' keys (`eval_keys`; x0 = noise_one(keys)), for the LMM sampler's fresh noise."""
     rows, samples = [], {}
     sched, ev = path_schedule(config), config.eval
     points, started = sweep_points(config), time.perf_counter()
+    if keys is None:
+        keys = eval_keys(ev.seed, x0.shape[0])
     for i, (solver, nfe) in enumerate(points, 1):
         x1, used = sample(
-            velocity_fn, params, x0, solver, nfe, ev.dopri5_tol, sched, ev.t_end, labels, karras_options(config)
+            velocity_fn, params, x0, solver, nfe, ev.dopri5_tol, sched, ev.t_end, labels, sampling_options(config), keys
         )
         rows.append({"solver": solver, "nfe": used, **sample_metrics(config, x1, target, labels)})
         samples[f"{solver} NFE={used}"] = np.asarray(x1)
@@ -153,7 +183,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         integrators.get(solver, schedule=path_schedule(config))
     if not 0.0 < config.eval.t_end <= 1.0:
         raise ValueError(f"eval.t_end must be in (0, 1], got {config.eval.t_end}.")
-    edm_solvers = [s for s in config.eval.solvers if s in integrators.EDM_SOLVERS]
+    edm_solvers = [s for s in config.eval.solvers if s in integrators.EDM_SOLVERS or integrators.parse_lmm(s)]
     if edm_solvers and config.eval.t_end != 1.0:
         raise ValueError(
             f"eval.solvers {edm_solvers} step on the Karras noise levels down to sigma = 0 (t = 1); "
@@ -164,6 +194,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"eval.sigma_min={config.eval.sigma_min} and eval.sigma_max={config.eval.sigma_max} must satisfy "
             "0 < sigma_min < sigma_max (EDM's schedule: 0.002 and 80)."
         )
+    for solver in config.eval.solvers:
+        if integrators.parse_lmm(solver):
+            lmm.check_steps(integrators.parse_lmm(solver)[1], config.lmm.num_steps, f"eval.solvers {solver!r} indices")
     for nfe in config.eval.nfe:
         if not isinstance(nfe, int) or nfe < 1:
             raise ValueError(f"eval.nfe entries must be positive integers, got {nfe!r} in {tuple(config.eval.nfe)}.")
@@ -190,7 +223,7 @@ def evaluate(
     if datasets.kind(config.data) == "images":
         ev, sched = config.eval, path_schedule(config)
         samplers = {
-            (solver, nfe): sampler(velocity_fn, solver, nfe, ev.dopri5_tol, sched, ev.t_end, karras_options(config))
+            (solver, nfe): sampler(velocity_fn, solver, nfe, ev.dopri5_tol, sched, ev.t_end, sampling_options(config))
             for solver, nfe in sweep_points(config)
         }
         rows = evaluate_fid.evaluate_images(config, workdir, velocity_fn, params, noise_one, samplers)
@@ -275,7 +308,7 @@ def write_samples(
     conditional model, the labels: class i mod K for sample i)."""
     check_writable(workdir)
     s, ev = config.sampling, config.eval
-    keys = jax.random.split(jax.random.PRNGKey(s.seed), s.num_samples)
+    keys = eval_keys(s.seed, s.num_samples)
     x0 = jax.jit(jax.vmap(noise_one))(keys)
     labels = eval_labels(config, s.num_samples)
     x1, used = sample(
@@ -288,7 +321,8 @@ def write_samples(
         path_schedule(config),
         ev.t_end,
         labels,
-        karras_options(config),
+        sampling_options(config),
+        keys,
     )
     out = os.path.join(workdir, "eval")
     os.makedirs(out, exist_ok=True)

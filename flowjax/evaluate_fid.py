@@ -23,7 +23,7 @@ from flowjax.data import images
 from flowjax.metrics import fid
 from flowjax.models import inception
 
-Sampler = Callable  # (params, x0, labels=None) -> (x1, nfe actually used): `flowjax.evaluate.sampler`
+Sampler = Callable  # (params, x0, labels=None, keys=None) -> (x1, nfe actually used): `flowjax.evaluate.sampler`
 
 
 def validate_fid(config: ml_collections.ConfigDict) -> None:
@@ -137,7 +137,7 @@ def evaluate_images(
         lambda: fid.feature_stats(feature_fn, reference_batches(source, n_ref, size), size),
     )
 
-    keys = jax.random.split(jax.random.PRNGKey(ev.seed), ev.num_samples)
+    keys = jax.random.split(jax.random.PRNGKey(ev.seed), ev.num_samples)  # = flowjax.evaluate.eval_keys
     # A conditional model's sample i has class i mod K (`evaluate.eval_labels`): class-balanced like the reference.
     labels = datasets.eval_labels(datasets.model_classes(config), ev.num_samples)
     noise = batch_noise(noise_one, size)
@@ -148,7 +148,7 @@ def evaluate_images(
     for (solver, nfe), run in samplers.items():
         acc, used, shown = None, 0, []
         for i, chunk in enumerate(chunks):
-            x1, chunk_nfe = run(params, noise(chunk), label_chunks[i])
+            x1, chunk_nfe = run(params, noise(chunk), label_chunks[i], chunk)  # keys: the LMM sampler's noise
             used = max(used, chunk_nfe)  # dopri5 adapts its steps to each batch: report the most any batch used
             acc = fid.merge_stats(acc, fid.batch_features(feature_fn, quantize(x1), size))
             if i * size < per_panel:  # the first per_panel samples, for the image grid

@@ -21,6 +21,10 @@ out only with a schedule.
 `edm.euler`, on any velocity field of the linear path: they step on EDM's noise levels
 (`edm.karras_sigmas`), not on a uniform grid in t, always over the whole of [0, 1], and `edm_heun`
 spends an odd nfe (its last step has no corrector).
+``lmm:<indices>`` and ``lmm_euler:<indices>`` (``LMM_SOLVERS``, e.g. ``"lmm:0,3,5"``) are the samplers of Lines
+Matching Models (`flowjax.lmm.sample`, `flowjax.lmm.euler`) on the same denoiser, at the listed indices of an
+N-level Karras schedule: NFE = the number of indices; ``lmm`` draws fresh noise at every step, so it also takes
+one PRNG key per example (``keys``).
 All solvers are pure and jittable once ``velocity_fn``, ``nfe``, ``max_steps`` and
 ``return_path`` are fixed (e.g. ``jax.jit(lambda x: rk4(v, x, 8))``).
 """
@@ -34,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowjax import _dopri5, edm, interpolants, predictions
+from flowjax import _dopri5, edm, interpolants, lmm, predictions
 
 VelocityFn = Callable[[jax.Array, jax.Array], jax.Array]
 # f(x, t) with a scalar t: a velocity function whose time has been broadcast to the batch.
@@ -47,6 +51,8 @@ NAMES = FIXED_STEP + ADAPTIVE
 SCHEDULE_SOLVERS = ("ddim",)  # fixed-step solvers that also need the path's Schedule
 # EDM's samplers on its noise levels (Karras et al. 2022, Algorithm 1); the linear path, t from 0 to 1 only.
 EDM_SOLVERS = ("edm_euler", "edm_heun")
+# Lines Matching Models' samplers, named with their step indices: "lmm:0,1" (fresh noise), "lmm_euler:0,1".
+LMM_SOLVERS = ("lmm", "lmm_euler")
 
 _STAGES = (1, 2, 2, 4)  # velocity evaluations per step, aligned with FIXED_STEP
 
@@ -56,12 +62,30 @@ _STAGES = (1, 2, 2, 4)  # velocity evaluations per step, aligned with FIXED_STEP
 # --------------------------------------------------------------------------------------------
 
 
+def parse_lmm(name: str) -> tuple[str, tuple[int, ...]] | None:
+    """``"lmm:0,3,5"`` -> ("lmm", (0, 3, 5)); None if ``name`` is not an LMM sampler; ValueError if it is one
+    without a valid index list (the indices are checked against the schedule's length when it is run)."""
+    base, sep, rest = name.partition(":")
+    if base not in LMM_SOLVERS:
+        return None
+    try:
+        steps = tuple(int(i) for i in rest.split(",")) if sep else ()
+    except ValueError:
+        steps = ()
+    if not steps or any(i < 0 for i in steps) or any(b <= a for a, b in zip(steps, steps[1:])):
+        raise ValueError(
+            f"Solver {name!r}: an LMM sampler is named with its increasing step indices into the Karras schedule, "
+            f"e.g. '{base}:0' (NFE 1) or '{base}:0,3,5' (NFE 3), as in LMM App. A.3 (config field eval.solvers)."
+        )
+    return base, steps
+
+
 def _check_name(name: str) -> None:
     """Raises ValueError unless ``name`` is a known solver."""
-    if name not in NAMES + SCHEDULE_SOLVERS + EDM_SOLVERS:
+    if name not in NAMES + SCHEDULE_SOLVERS + EDM_SOLVERS and parse_lmm(name) is None:
         raise ValueError(
-            f"Unknown ODE solver {name!r}; choose one of {NAMES + SCHEDULE_SOLVERS + EDM_SOLVERS} "
-            "(config field eval.solvers)."
+            f"Unknown ODE solver {name!r}; choose one of {NAMES + SCHEDULE_SOLVERS + EDM_SOLVERS} or an LMM sampler "
+            "'lmm:<indices>' / 'lmm_euler:<indices>' (e.g. 'lmm:0,1') (config field eval.solvers)."
         )
 
 
@@ -72,7 +96,7 @@ def stages(name: str) -> int:
     Raises ValueError for an unknown name and for ``dopri5``, whose evaluation count is adaptive.
     """
     _check_name(name)
-    if name in SCHEDULE_SOLVERS:
+    if name in SCHEDULE_SOLVERS or parse_lmm(name):
         return 1
     if name in EDM_SOLVERS:
         return 2 if name == "edm_heun" else 1
@@ -85,7 +109,8 @@ def valid_nfe(name: str, nfe: int) -> bool:
     """Whether the fixed-step solver ``name`` can spend exactly ``nfe`` velocity evaluations.
 
     True iff ``nfe`` is a positive Python int that is a multiple of ``stages(name)``; for
-    ``edm_heun`` iff it is odd and positive (N steps spend 2N - 1). Always False for ``dopri5``
+    ``edm_heun`` iff it is odd and positive (N steps spend 2N - 1); for an LMM sampler iff it equals the number of
+    its step indices. Always False for ``dopri5``
     (its nfe is not prescribed), so a (solver, nfe) sweep can skip it.
     Raises ValueError for an unknown solver name.
     """
@@ -96,6 +121,8 @@ def valid_nfe(name: str, nfe: int) -> bool:
         return False
     if name == "edm_heun":
         return nfe >= 1 and nfe % 2 == 1
+    if parse_lmm(name):
+        return nfe == len(parse_lmm(name)[1])
     s = stages(name)
     return nfe >= s and nfe % s == 0
 
@@ -502,6 +529,50 @@ def edm_euler(
     return _edm_solve(edm.euler, velocity_fn, x0, n, return_path, sigma_min, sigma_max, rho)
 
 
+def lmm_sampler(
+    velocity_fn: VelocityFn,
+    x0: jax.Array,
+    nfe: int,
+    *,
+    steps: tuple[int, ...],
+    stochastic: bool = True,
+    keys: jax.Array | None = None,
+    num_steps: int = 18,
+    t0: float = 0.0,
+    t1: float = 1.0,
+    sigma_min: float = edm.SIGMA_MIN,
+    sigma_max: float = edm.SIGMA_MAX,
+    rho: float = edm.RHO,
+) -> jax.Array:
+    """Lines Matching Models' samplers (`lmm.sample`, or `lmm.euler` with ``stochastic=False``) on any velocity
+    field of the linear path, at the noise levels of ``steps`` (indices into the ``num_steps``-level Karras
+    schedule; `lmm.step_sigmas`), from sigma_{steps[0]} x0. The denoiser is that of `edm_heun`,
+    D(x, sigma) = y + (1 - t) v(y, t) at y = x / (1 + sigma), t = 1 / (1 + sigma), which for an LMM or EDM model
+    read through `edm.velocity` is its own N_theta. NFE = len(steps) (ValueError otherwise, and unless t0 = 0,
+    t1 = 1). ``keys`` [B] (one PRNG key per example, e.g. those its noise x0 was drawn with) are needed by the
+    stochastic sampler. Returns x1 [B, ...] (trajectories are not returned: the stochastic steps are not a path).
+    """
+    name = f"{'lmm' if stochastic else 'lmm_euler'}:{','.join(map(str, steps))}"
+    if not valid_nfe(name, nfe):
+        raise ValueError(f"{name} spends nfe = {len(steps)} (one per step index), got {nfe}.")
+    if float(t0) != 0.0 or float(t1) != 1.0:
+        raise ValueError(f"{name} runs from sigma_max to 0 (t from 0 to 1); got t0={t0}, t1={t1} (eval.t_end).")
+    x0 = _as_float(x0)
+    dtype = x0.dtype
+    data_prediction = predictions.denoise(velocity_fn, interpolants.schedule("linear"))
+
+    def denoise_fn(x: jax.Array, sigma: jax.Array) -> jax.Array:
+        y, t = edm.to_flow(x, sigma)
+        return data_prediction(y, t)[0].astype(dtype)
+
+    sigmas = lmm.step_sigmas(steps, num_steps, sigma_min, sigma_max, rho)
+    if not stochastic:
+        return lmm.euler(denoise_fn, x0, sigmas)
+    if keys is None:
+        raise ValueError(f"{name} draws fresh noise at every step: pass keys, one PRNG key per example.")
+    return lmm.sample(denoise_fn, x0, sigmas, keys)
+
+
 def _is_linear(schedule: interpolants.Schedule) -> bool:
     """Whether ``schedule`` is (t, 1 - t), checked at a few times."""
     t = np.linspace(0.0, 1.0, 5, dtype=np.float32)
@@ -518,15 +589,19 @@ def get(name: str, schedule: interpolants.Schedule | None = None) -> Callable[..
     the usual ``(velocity_fn, x0, nfe, **kw)`` signature; ``get("ddim")`` without one raises
     ValueError. Solvers of ``NAMES`` do not use a schedule and ignore it, so a sweep may pass the
     schedule for every name. Those of ``EDM_SOLVERS`` read a velocity of the linear path only: given a
-    schedule, they raise ValueError unless it is (t, 1 - t) (``loss.interpolant = "linear"``).
+    schedule, they raise ValueError unless it is (t, 1 - t) (``loss.interpolant = "linear"``); so do the LMM
+    samplers (``"lmm:<indices>"``, ``"lmm_euler:<indices>"``), which come back with their indices bound.
     """
     _check_name(name)
-    if name in EDM_SOLVERS:
+    if name in EDM_SOLVERS or parse_lmm(name):
         if schedule is not None and not _is_linear(schedule):
             raise ValueError(
                 f"Solver {name!r} (config field eval.solvers) recovers EDM's denoiser as y + (1 - t) v, which holds "
                 "on the linear path only; train with loss.interpolant = 'linear' or choose another solver."
             )
+        if parse_lmm(name):
+            base, steps = parse_lmm(name)
+            return functools.partial(lmm_sampler, steps=steps, stochastic=base == "lmm")
         return edm_heun if name == "edm_heun" else edm_euler
     if name in SCHEDULE_SOLVERS:
         if schedule is None:

@@ -18,7 +18,8 @@ from flowjax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # builders, the digits configs (tested below), the paper-scale image configs (tests/test_paper_configs.py,
-# tests/test_edm_configs.py) and the reflow config, which needs a teacher's pairs (tests/test_rectify.py)
+# tests/test_edm_configs.py, tests/test_lmm_configs.py) and the configs that need a teacher's pairs
+# (tests/test_rectify.py, tests/test_lmm_training.py)
 PAPER_SCALE = (
     "rf_cifar10.py",
     "loom_cifar10.py",
@@ -32,19 +33,24 @@ PAPER_SCALE = (
     "loom_cifar10_reflow.py",
     "edm_cifar10.py",
     "edm_imagenet64.py",
+    "edm_afhq64.py",
+    "lmm_cifar10.py",
+    "lmm_imagenet64.py",
+    "lmm_afhq64.py",
 )
 CONFIGS = sorted(
     p
     for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
-    if os.path.basename(p) not in ("__init__.py", "toy.py", "digits.py", "images.py") + PAPER_SCALE
+    if os.path.basename(p) not in ("__init__.py", "toy.py", "digits.py", "images.py", "lmm.py") + PAPER_SCALE
     and "_digits" not in p
 )
 # the coupling comparison on the digits; configs/rf_digits.py (class subsets) is tested in tests/test_train.py,
-# configs/edm_digits.py (another loss, conditional) in tests/test_edm_training.py
+# configs/edm_digits.py (another loss, conditional) in tests/test_edm_training.py, configs/lmm_digits.py (pairs) in
+# benchmarks/lmm.py
 DIGITS = sorted(
     p
     for p in glob.glob(os.path.join(ROOT, "configs", "*_digits.py"))
-    if not p.endswith(("rf_digits.py", "edm_digits.py"))
+    if not p.endswith(("rf_digits.py", "edm_digits.py", "lmm_digits.py"))
 )
 
 

@@ -27,6 +27,8 @@ EXPECTED = {
         0.1,
         79,
     ),
+    # AFHQv2 64x64 `--cond=0 --arch=ddpmpp --batch=256 --cres=1,2,2,2 --lr=2e-4 --dropout=0.25 --augment=0.15`
+    "edm_afhq64": ("folder", "edm_ddpmpp_afhqv2_64", 0, 256, 781_250, 2e-4, 39_063, 0.5 ** (256 / 5e5), 0.25, 79),
 }
 
 

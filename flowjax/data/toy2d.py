@@ -11,6 +11,7 @@ Scales follow the common FFJORD / torchcfm toys so results are comparable:
   is FFJORD's/torchcfm's on [-4, 4]².
 - ``concentric_circles``: two rings of radii 1.5 and 3, equal mass, isotropic Gaussian noise (std 0.05).
 - ``gaussian_mixture``, ``standard_normal``: general mixtures / the N(0, I) source.
+- ``two_gaussians_128``: the 128-D two-Gaussian toy of Lines Matching Models' Table 1 (`two_gaussians`).
 
 Every draw takes an explicit ``jax.random`` key; the samplers are jitted (``n`` and shape
 arguments static). `train_set` / `test_set` give fixed data sets from an integer seed, with
@@ -127,7 +128,20 @@ def concentric_circles(key: jax.Array, n: int, radii: Sequence[float] = (1.5, 3.
     return points + noise * jax.random.normal(key_noise, (n, 2))
 
 
+@functools.partial(jax.jit, static_argnames=("n", "dim"))
+def two_gaussians(key: jax.Array, n: int, dim: int = 128) -> jax.Array:
+    """[n, dim] draws of the toy of "Generative Lines Matching Models" (Table 1): two equally likely Gaussians with
+    means (-1, -1, 0, ...) and (1, 1, 0, ...), std 0.1 in the first two dimensions and 1 in the other dim - 2 (the
+    paper prints the stds as "(0,1,0.1,1)"; read as (0.1, 0.1, 1, ...))."""
+    k_side, k_noise = jax.random.split(key)
+    side = jnp.where(jax.random.bernoulli(k_side, 0.5, (n, 1)), 1.0, -1.0)
+    std = jnp.concatenate([jnp.full((2,), 0.1), jnp.ones((dim - 2,))])
+    mean = jnp.concatenate([jnp.ones((2,)), jnp.zeros((dim - 2,))])
+    return side * mean + std * jax.random.normal(k_noise, (n, dim))
+
+
 SAMPLERS: dict[str, Callable[..., jax.Array]] = {
+    "two_gaussians_128": two_gaussians,
     "8gaussians": eight_gaussians,
     "moons": two_moons,
     "checkerboard": checkerboard,

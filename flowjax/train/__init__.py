@@ -7,7 +7,7 @@
 - `loop`: device placement, pairing ahead, logging, checkpoints: `train`.
 """
 
-from flowjax.train.experiment import Experiment, init_state, setup, validate
+from flowjax.train.experiment import Experiment, init_state, setup, validate, validate_lines
 from flowjax.train.inputs import make_batch_fn
 from flowjax.train.loop import make_advance_fn, pmapped_train_step, replicate, train
 from flowjax.train.step import AXIS, PREDICTION, TrainState, make_optimizer, make_train_step
@@ -31,4 +31,5 @@ __all__ = [
     "setup",
     "train",
     "validate",
+    "validate_lines",
 ]

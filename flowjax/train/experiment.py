@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -9,10 +10,11 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from flowjax import couplings, edm, interpolants, models, predictions
+from flowjax import couplings, edm, interpolants, lmm, models, predictions
 from flowjax.data import dataset as datasets
-from flowjax.data import stream
+from flowjax.data import pairs, stream
 from flowjax.models import weights
+from flowjax.train import lmm_stages
 from flowjax.train.step import AXIS, PREDICTION, TrainState, make_optimizer
 
 
@@ -27,6 +29,8 @@ class Experiment(NamedTuple):
     dataset: datasets.Dataset
     state: TrainState
     match_only_steps: int = 0  # first steps that update only the coupling (coupling.match_only_epochs)
+    frozen: Any = None  # pretrained weights the step reads but never trains (LMM's VGG16), passed as an argument
+    real: datasets.Dataset | None = None  # LMM's adversarial stage: real images of the teacher's data set
 
     @property
     def noise_one(self) -> Callable:
@@ -73,6 +77,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"loss.sigma perturbs flow matching's x_t; set it to 0 with loss.name={config.loss.name!r}.")
     if config.loss.name == "edm" and not config.loss.sigma_data > 0:
         raise ValueError(f"loss.sigma_data must be > 0 (the data's standard deviation), got {config.loss.sigma_data}.")
+    if config.loss.name == "lines":
+        validate_lines(config)
     classes = datasets.model_classes(config)
     if classes and config.coupling.name != "independent":
         raise ValueError(
@@ -98,6 +104,74 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError("coupling.match_only_epochs counts epochs of a fixed training set: set data.num_train.")
 
 
+def lines_commands(config: ml_collections.ConfigDict, workdir: str = "runs/lmm") -> str:
+    """The teacher -> pairs -> LMM commands of an LMM config (lmm.teacher names the teacher's config)."""
+    name, _, variant = config.lmm.teacher.partition(":")  # e.g. "edm_cifar10:uncond"
+    variant = f":{variant}" if variant else ""
+    teacher = f"configs/{name}.py{variant}" if name else "<EDM teacher config>"
+    lmm_config = f"configs/lmm_{name[4:]}.py{variant}" if name.startswith("edm_") else "<LMM config>"
+    return (
+        f"  1. the EDM teacher: python main.py --config={teacher} --workdir={workdir}/teacher\n"
+        "     (or convert NVlabs' released network: python scripts/convert_edm_weights.py --state_dict=<exported "
+        f'state dict> --out={workdir}/teacher.npz; README, "EDM teachers")\n'
+        f"  2. its Heun pairs: python main.py --config={teacher} --workdir={workdir}/teacher --mode=pairs\n"
+        f"     (from a converted network: add --config.model.weights={workdir}/teacher.npz)\n"
+        f"  3. LMM: python main.py --config={lmm_config} --workdir={workdir}/student "
+        f"--config.data.data_dir={workdir}/teacher/pairs --config.training.init_from={workdir}/teacher\n"
+        f"     (from a converted network: --config.model.weights={workdir}/teacher.npz instead of init_from)"
+    )
+
+
+def validate_lines(config: ml_collections.ConfigDict) -> None:
+    """A Lines Matching Models run (loss.name = "lines"): its lmm section, and its inputs (the teacher's pairs and,
+    with lmm.from_teacher, the teacher's weights) checked to exist before anything is written; what is missing is
+    named together with the commands that provide it."""
+    if datasets.kind(config.data) != "pairs":
+        raise ValueError(
+            f"loss.name='lines' (Lines Matching Models) trains on a teacher's (x0, x1) pairs, but data.name="
+            f"{config.data.name!r}: set --config.data.name=pairs and --config.data.data_dir=<pairs directory>. "
+            "The commands:\n" + lines_commands(config)
+        )
+    missing, data_dir = [], config.data.data_dir
+    if not data_dir:
+        missing.append("the teacher's pairs (config field data.data_dir is empty)")
+    elif not os.path.isfile(os.path.join(data_dir, pairs.MANIFEST)):
+        missing.append(f"the teacher's pairs (data.data_dir={data_dir!r} holds no pairs manifest)")
+    init_from, weights = config.training.init_from, config.model.get("weights")
+    if config.lmm.from_teacher and not init_from and not weights:
+        missing.append(
+            "the teacher's weights (training.init_from or model.weights; lmm.from_teacher=False trains from scratch)"
+        )
+    elif init_from and not os.path.isdir(os.path.join(init_from, "checkpoints")):
+        missing.append(f"the teacher's weights (training.init_from={init_from!r} has no checkpoints)")
+    if missing:
+        raise ValueError(
+            "Lines Matching Models needs " + " and ".join(missing) + ". Nothing was written. The commands that "
+            "provide them:\n" + lines_commands(config)
+        )
+    lm = config.lmm
+    if lm.sigma not in lmm.SIGMA_DISTRIBUTIONS:
+        raise ValueError(f"Unknown lmm.sigma {lm.sigma!r}; choose one of {lmm.SIGMA_DISTRIBUTIONS}.")
+    if lm.norm not in lmm.NORMS:
+        raise ValueError(f"Unknown lmm.norm {lm.norm!r}; choose one of {lmm.NORMS}.")
+    if not isinstance(lm.num_steps, int) or lm.num_steps < 1:
+        raise ValueError(f"lmm.num_steps must be a positive integer (the teacher's N), got {lm.num_steps!r}.")
+    if lm.sot_steps:
+        if lm.sigma != "karras":
+            raise ValueError(
+                f"lmm.sot_steps={tuple(lm.sot_steps)} restricts training to those levels of the Karras schedule; "
+                f"set lmm.sigma='karras' (it is {lm.sigma!r})."
+            )
+        lmm.check_steps(lm.sot_steps, lm.num_steps, "lmm.sot_steps")
+    if not lm.lines_weight > 0:
+        raise ValueError(f"lmm.lines_weight must be > 0, got {lm.lines_weight}.")
+    if not config.loss.sigma_data > 0:
+        raise ValueError(
+            f"loss.sigma_data must be > 0 (EDM's preconditioning of N_theta), got {config.loss.sigma_data}."
+        )
+    lmm_stages.check(config)
+
+
 def init_state(model, tx, example_x: jax.Array, key: jax.Array, conditional: bool = False) -> TrainState:
     # One compiled program: initialised op by op, a small UNet spends most of its setup dispatching ops.
     @jax.jit
@@ -114,10 +188,10 @@ def from_converted(config: ml_collections.ConfigDict, model, tx, state: TrainSta
     against the model (every shape), its record (hash) and the config's EDM settings (`weights.load_converted`)."""
     path = config.model.weights
     params, record = weights.load_converted(path, model, input_shape, field="model.weights")
-    if config.loss.name != "edm":
+    if PREDICTION[config.loss.name] != "edm":
         raise ValueError(
             f"model.weights={path!r} is an EDM denoiser network, which needs EDM's preconditioning: set "
-            f"--config.loss.name=edm (it is {config.loss.name!r})."
+            f"--config.loss.name=edm, or lines for Lines Matching Models (it is {config.loss.name!r})."
         )
     if "sigma_data" in record and float(record["sigma_data"]) != float(config.loss.sigma_data):
         raise ValueError(
@@ -165,9 +239,28 @@ def setup(config: ml_collections.ConfigDict) -> Experiment:
     state = state.replace(coupling_state=coupling.init_state(jax.random.fold_in(key, 3), dataset.num_examples))
     apply_fn = lambda params, x, t, **kw: model.apply({"params": params}, x, t, **kw)
     velocity_fn = make_velocity_fn(config, apply_fn)
+    frozen, real = lmm_stages.frozen_params(config), None
+    if lmm_stages.adversarial_stage(config):  # the discriminator is part of the state (and of checkpoints)
+        disc = lmm_stages.init_discriminator(
+            config, jax.random.fold_in(key, 5), jnp.zeros((1,) + dataset.shape), frozen
+        )
+        state = state.replace(disc=disc)
+        real = datasets.from_config(real_data_config(config))
     match_only = 0
     if config.coupling.match_only_epochs:  # whole epochs in which only the coupling moves
         match_only = config.coupling.match_only_epochs * stream.steps_per_epoch(
             dataset.examples_per_epoch, config.training.batch_size
         )
-    return Experiment(model, apply_fn, velocity_fn, tx, coupling, dataset, state, match_only)
+    return Experiment(model, apply_fn, velocity_fn, tx, coupling, dataset, state, match_only, frozen, real)
+
+
+def real_data_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """``config`` with the teacher's data (from the pairs' manifest) in place of the pairs: the real images of
+    LMM's adversarial stage (Eq. 5: real data, not the teacher's samples), read in an order of their own
+    (training.seed + 1)."""
+    from flowjax import rectify  # rectify imports the training package
+
+    config = rectify.evaluation_config(config)
+    with config.unlocked():
+        config.training.seed = config.training.seed + 1
+    return config

@@ -15,16 +15,20 @@ import ml_collections
 
 from flowjax.couplings.pools import PoolStream
 from flowjax.data import stream
+from flowjax.data.dataset import Dataset
 from flowjax.train.experiment import Experiment
 
 POOL_KEY = 4  # fold_in(PRNGKey(training.seed), POOL_KEY): the key of the pools' noise
 
 
-def make_batch_fn(config: ml_collections.ConfigDict, exp: Experiment) -> Callable[[int], tuple[dict, dict]]:
+def make_batch_fn(
+    config: ml_collections.ConfigDict, exp: Experiment, real: Dataset | None = None
+) -> Callable[[int], tuple[dict, dict]]:
     """``step -> (this process's share of the global batch as [local devices, b, ...] arrays, pool info)``.
 
     The data order does not depend on the number of devices or processes: the global batch is drawn
-    whole and sliced (`stream.process_rows`, `stream.per_device`).
+    whole and sliced (`stream.process_rows`, `stream.per_device`). ``real`` (LMM's adversarial stage) adds the
+    step's global batch of real images, "real" (and "real_label" for a conditional model).
     """
     dataset, coupling, devices = exp.dataset, exp.coupling, jax.local_device_count()
     if coupling.route == "step" and dataset.stream is not None:
@@ -47,6 +51,11 @@ def make_batch_fn(config: ml_collections.ConfigDict, exp: Experiment) -> Callabl
         batch, info = dict(global_batch(step)), {}
         if pools is not None:
             batch["x0"], info = pools(step)
+        if real is not None:
+            images = real.global_batch(step)
+            batch["real"] = images["x1"]
+            if "label" in images:
+                batch["real_label"] = images["label"]
         return jax.tree.map(shard, batch), info
 
     return batch_fn

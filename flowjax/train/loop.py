@@ -25,10 +25,11 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from flowjax.keys import per_index_keys
+from flowjax.train import lmm_stages
 from flowjax.train import workdir as workdirs
 from flowjax.train.experiment import Experiment, setup
 from flowjax.train.inputs import make_batch_fn
-from flowjax.train.step import AXIS, TrainState, make_train_step
+from flowjax.train.step import AXIS, PREDICTION, TrainState, make_train_step
 from flowjax.train.writer import MetricWriter
 
 STEP_KEY = 2  # fold_in(PRNGKey(training.seed), STEP_KEY): the key of the steps' draws
@@ -51,7 +52,7 @@ def _per_device(fn: Callable, in_axes: tuple, donate: tuple = ()) -> Callable:
     return jax.pmap(fn, axis_name=AXIS, in_axes=in_axes, donate_argnums=donate)
 
 
-def _step_fn(config: ml_collections.ConfigDict, exp: Experiment, split: bool = False):
+def _step_fn(config: ml_collections.ConfigDict, exp: Experiment, split: bool = False, stage: int = 1):
     return make_train_step(
         config,
         exp.apply_fn,
@@ -61,16 +62,28 @@ def _step_fn(config: ml_collections.ConfigDict, exp: Experiment, split: bool = F
         noise_in_batch=exp.noise_in_batch,
         match_only_steps=exp.match_only_steps,
         split=split,
+        stage=stage,
     )
 
 
-def pmapped_train_step(config: ml_collections.ConfigDict, exp: Experiment) -> Callable:
+def _with_frozen(fn: Callable, in_axes: tuple, frozen: Any, donate: tuple = ()) -> Callable:
+    """`_per_device` of ``fn(*args, frozen)`` called as ``fn(*args)``: the frozen weights (replicated once) are an
+    argument of the compiled program, not constants in it (which would make it slow to compile)."""
+    if frozen is None:
+        return _per_device(fn, in_axes, donate)
+    run = _per_device(fn, in_axes + (0,), donate)
+    return lambda *args: run(*args, frozen)
+
+
+def pmapped_train_step(config: ml_collections.ConfigDict, exp: Experiment, stage: int = 1) -> Callable:
     """``(replicated state, batch of [devices, b, ...] arrays, key) -> (state, metrics)`` over the local devices
-    (`jax.pmap`; with one local device, `jax.jit` of the step vmapped over a device axis of size 1).
+    (`jax.pmap`; with one local device, `jax.jit` of the step vmapped over a device axis of size 1); ``stage`` 2 is
+    LMM's adversarial stage (`lmm_stages`).
 
     The state argument is donated: its buffers are reused for the returned state.
     """
-    return _per_device(_step_fn(config, exp), (0, 0, None), donate=(0,))
+    frozen = None if exp.frozen is None else replicate(exp.frozen)
+    return _with_frozen(_step_fn(config, exp, stage=stage), (0, 0, None), frozen, donate=(0,))
 
 
 def replicate(tree: Any, devices: list | None = None) -> Any:
@@ -99,12 +112,35 @@ def make_advance_fn(config: ml_collections.ConfigDict, exp: Experiment, step_key
 
     The returned function's ``close()`` stops that worker; call it when done. training.steps_per_call = 0 takes
     `steps_per_call` from step 0 (`train` chooses it for the step it resumes at).
+
+    An LMM run with an adversarial stage (`lmm_stages.stage_of`) compiles the second stage's step when it first
+    reaches it; K divides lmm.adversarial_from, so a call never spans both stages.
     """
     if config.training.steps_per_call == 0:
         config = with_steps_per_call(config, steps_per_call(config, 0, exp.dataset.shape))
-    batch_fn = make_batch_fn(config, exp)
     if step_key is None:
         step_key = jax.random.fold_in(jax.random.PRNGKey(config.training.seed), STEP_KEY)
+    frozen = None if exp.frozen is None else replicate(exp.frozen)
+    if not lmm_stages.adversarial_stage(config):
+        return _make_advance(config, exp, step_key, 1, frozen)
+    made = {}
+
+    def advance_by_stage(replicated, step: int):
+        stage = lmm_stages.stage_of(config, step)
+        if stage not in made:
+            for other in made.values():  # the first stage is over: stop its pairing worker
+                other.close()
+            made[stage] = _make_advance(config, exp, step_key, stage, frozen)
+            logging.info("Stage %d of the Lines Matching Model from step %d.", stage, step)
+        return made[stage](replicated, step)
+
+    advance_by_stage.close = lambda: [a.close() for a in made.values()]
+    return advance_by_stage
+
+
+def _make_advance(config: ml_collections.ConfigDict, exp: Experiment, step_key: jax.Array, stage: int, frozen: Any):
+    """`make_advance_fn` for one stage of training."""
+    batch_fn = make_batch_fn(config, exp, real=exp.real if stage == 2 else None)
     per_call, num_steps = config.training.steps_per_call, config.training.num_steps
     fold_in_steps = jax.jit(per_index_keys)  # K keys in one dispatch
     stack = lambda *a: np.stack(a, 1) if isinstance(a[0], np.ndarray) else jnp.stack(a, 1)  # host stays host
@@ -116,8 +152,9 @@ def make_advance_fn(config: ml_collections.ConfigDict, exp: Experiment, step_key
 
     last = lambda metrics: jax.tree.map(lambda a: a[:, -1], metrics)
     if per_call > 1 and not exp.coupling.stateful and not exp.coupling.gathers:
-        pairings, updates = _step_fn(config, exp, split=True)
-        p_pairings, p_updates = _per_device(pairings, (0, None)), _per_device(updates, (0, 0, None), donate=(0,))
+        pairings, updates = _step_fn(config, exp, split=True, stage=stage)
+        p_pairings = _per_device(pairings, (0, None))
+        p_updates = _with_frozen(updates, (0, 0, None), frozen, donate=(0,))
         worker, ahead = concurrent.futures.ThreadPoolExecutor(1), {}
 
         def paired_at(step: int):
@@ -141,7 +178,7 @@ def make_advance_fn(config: ml_collections.ConfigDict, exp: Experiment, step_key
         advance_paired_ahead.close = close
         return advance_paired_ahead
 
-    p_step = pmapped_train_step(config, exp)
+    p_step = _with_frozen(_step_fn(config, exp, stage=stage), (0, 0, None), frozen, donate=(0,))
 
     def advance(replicated, step: int):
         if per_call == 1:
@@ -173,6 +210,8 @@ def steps_per_call(config: ml_collections.ConfigDict, start: int, example_shape:
     if k == 0:
         small = math.prod(example_shape) <= MAX_AUTO_EXAMPLE_SIZE
         k = auto_steps_per_call(t.num_steps, t.log_every, t.checkpoint_every, start) if small else 1
+        if lmm_stages.adversarial_stage(config):  # a call stays within one stage
+            k = math.gcd(k, config.lmm.adversarial_from) or k
     elif start % k:
         logging.info(
             "Step %d is not a multiple of training.steps_per_call=%d: taking %d steps per call.",
@@ -267,7 +306,7 @@ def _train(config, workdir: str, exp: Experiment, mngr: ocp.CheckpointManager, c
     if state is not None:
         logging.info("Resumed from %s at step %d.", workdir, int(state.step))
     elif config.training.init_from:
-        state = workdirs.init_from_run(exp.state, config.training.init_from)
+        state = workdirs.init_from_run(exp.state, config.training.init_from, PREDICTION[config.loss.name])
     else:
         state = exp.state
     start, num_steps = int(state.step), config.training.num_steps

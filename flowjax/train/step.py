@@ -21,13 +21,15 @@ import numpy as np
 import optax
 from jax import lax
 
-from flowjax import couplings, edm, interpolants, losses
+from flowjax import couplings, edm, interpolants, lmm, losses
 from flowjax.keys import per_index_keys
+from flowjax.train import lmm_stages
 
 AXIS = "batch"
 # What the network predicts for each loss.name: a velocity (flow matching), the noise (DDPM's epsilon loss), or
 # EDM's preconditioned denoiser output F (Karras et al. 2022, Eq. 7: D = c_skip x + c_out F(c_in x, c_noise)).
-PREDICTION = {"flow_matching": "velocity", "epsilon": "epsilon", "edm": "edm"}
+# Lines Matching Models' N_theta is an EDM denoiser too (`flowjax.lmm`).
+PREDICTION = {"flow_matching": "velocity", "epsilon": "epsilon", "edm": "edm", "lines": "edm"}
 
 
 @flax.struct.dataclass
@@ -37,6 +39,7 @@ class TrainState:
     ema_params: Any
     opt_state: Any
     coupling_state: Any = None
+    disc: Any = None  # LMM's discriminator {"params", "projection", "opt_state"} (lmm_stages), else None
 
 
 def make_optimizer(cfg: ml_collections.ConfigDict, num_steps: int) -> optax.GradientTransformation:
@@ -52,8 +55,44 @@ def make_optimizer(cfg: ml_collections.ConfigDict, num_steps: int) -> optax.Grad
         schedule = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(num_steps, warmup + 1))
     else:
         raise ValueError(f"Unknown optim.schedule {cfg.schedule!r}; choose 'constant' or 'cosine'.")
-    adam = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    name = cfg.get("name", "adam")
+    if name == "adam":
+        adam = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    elif name == "radam":  # Rectified Adam (Liu et al. 2020), LMM's optimizer for G and D (Table 6)
+        if cfg.weight_decay:
+            raise ValueError("optim.name='radam' has no weight decay here; set optim.weight_decay=0.")
+        adam = optax.radam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
+    else:
+        raise ValueError(f"Unknown optim.name {name!r}; choose 'adam' or 'radam'.")
     return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), adam) if cfg.grad_clip > 0 else adam
+
+
+def lines_sigma_options(config: ml_collections.ConfigDict) -> dict:
+    """`lmm.sample_sigma`'s options of a config: the lmm section's distribution on the teacher's Karras schedule
+    (eval.sigma_min, eval.sigma_max, eval.rho: the levels the teacher's pairs and the LMM samplers use)."""
+    return {
+        "distribution": config.lmm.sigma,
+        "num_steps": config.lmm.num_steps,
+        "steps": tuple(config.lmm.sot_steps),
+        "sigma_min": config.eval.sigma_min,
+        "sigma_max": config.eval.sigma_max,
+        "rho": config.eval.rho,
+        "p_mean": config.loss.p_mean,
+        "p_std": config.loss.p_std,
+    }
+
+
+def lines_distance(config: ml_collections.ConfigDict, frozen: Any = None, stage: int = 1) -> Callable:
+    """The lines loss's per-example distance (lmm.norm); "lpips" reads the VGG16 of ``frozen`` (an argument of the
+    step), at lmm.lpips_resize in stage 1 and lmm.adv_lpips_resize in stage 2 (LMM App. A.4: 64x64, then 224)."""
+    if config.lmm.norm != "lpips":
+        return lmm.distance(config.lmm.norm)
+    if frozen is None:
+        raise ValueError("lmm.norm='lpips' needs the VGG16 weights passed to the step (lmm_stages.frozen_params).")
+    from flowjax.models import lpips
+
+    size = (config.lmm.adv_lpips_resize if stage == 2 else config.lmm.lpips_resize) or None
+    return lmm.distance("lpips", lambda p, x: lpips.lpips(frozen["vgg"], p, x, resize=size))
 
 
 def make_train_step(
@@ -66,8 +105,9 @@ def make_train_step(
     noise_in_batch: bool = False,
     match_only_steps: int = 0,
     split: bool = False,
+    stage: int = 1,
 ) -> Callable:
-    """Per-device step ``(state, batch, key) -> (state, metrics)``; run it under pmap(axis 'batch').
+    """Per-device step ``(state, batch, key, frozen=None) -> (state, metrics)``; run it under pmap(axis 'batch').
 
     ``apply_fn(params, x, t, **kw)`` is the network, called with ``train=True`` and a per-device dropout rng.
     With ``loss.name = "edm"`` its time input is EDM's c_noise(sigma) and the loss is `losses.edm_loss` on the
@@ -85,12 +125,19 @@ def make_train_step(
     Each step is the single step's computation on its own batch and key; a coupling that is not
     ``stateful`` has its K pairings computed first, together (the K host assignments of exact OT run on all CPU cores).
     ``split=True`` returns the two parts of a stateless coupling's K steps: ``pairings(batches, keys)``
-    and ``updates(state, paired, keys) -> (state, metrics)``.
+    and ``updates(state, paired, keys, frozen=None) -> (state, metrics)``.
+
+    Lines Matching Models (``loss.name = "lines"``, `flowjax.lmm`): the lines loss on stored pairs; ``frozen``
+    holds the pretrained weights its perceptual loss and discriminator read (`lmm_stages.frozen_params`), passed
+    as an argument, not closed over. ``stage=2`` is its adversarial stage (`lmm_stages`): the batch also
+    carries "real" images of the teacher's data set (and "real_label"), and the state's discriminator is trained.
     """
     interp = interpolants.get(config.loss.interpolant, config.loss.sigma_min)
     sched = interpolants.schedule(config.loss.interpolant, config.loss.sigma_min)
     sample_t = losses.get_time_sampler(config.loss.time_sampler, config.loss.time_mean, config.loss.time_std)
     sigma, decay = config.loss.sigma, config.training.ema_decay
+    if config.loss.name == "lines":
+        lines_sigma = lines_sigma_options(config)
 
     def per_example(key, b):
         return per_index_keys(key, lax.axis_index(AXIS) * b + jnp.arange(b))  # position in the global batch
@@ -100,14 +147,17 @@ def make_train_step(
         k_src, _, _, k_cpl = jax.random.split(key, 4)
         x0 = batch["x0"] if noise_in_batch else jax.vmap(noise_one)(per_example(k_src, x1.shape[0]))
         # Labels stay with their x1: conditional runs use couplings that keep x1's order (`experiment.validate`).
-        return (*coupling.couple(k_cpl, x0, x1, coupling_state, batch["index"]), batch.get("label"))
+        extra = {k: batch[k] for k in ("real", "real_label") if k in batch}  # LMM's second stage
+        return (*coupling.couple(k_cpl, x0, x1, coupling_state, batch["index"]), batch.get("label"), extra)
 
-    def update(state: TrainState, paired: tuple, key: jax.Array):
-        x0, x1, coupling_state, info, labels = paired
+    def update(state: TrainState, paired: tuple, key: jax.Array, frozen: Any = None):
+        x0, x1, coupling_state, info, labels, extra = paired
         _, k_t, k_sig, _ = jax.random.split(key, 4)
         b = x1.shape[0]
         if config.loss.name == "edm":  # EDM's noise level sigma takes the place of the time t
             draw = lambda k: edm.sample_sigma(k, 1, config.loss.p_mean, config.loss.p_std)[0]
+        elif config.loss.name == "lines":  # so it does for LMM's N_theta, on the teacher's Karras levels
+            draw = lambda k: lmm.sample_sigma(k, 1, **lines_sigma)[0]
         else:
             draw = lambda k: sample_t(k, 1)[0]
         t = jax.vmap(draw)(per_example(k_t, b))
@@ -119,7 +169,15 @@ def make_train_step(
         # the losses average over features; "sum" scales by their number (DDPM's code sums over pixels)
         scale = float(np.prod(x1.shape[1:])) if config.loss.feature_reduction == "sum" else 1.0
 
+        def lines_fn(params):  # (lambda_lines L_lines, the predictions N_theta(x1 + sigma x0, sigma))
+            denoise = edm.denoiser(net, config.loss.sigma_data)
+            dist = lines_distance(config, frozen, stage)
+            lines, pred = lmm.lines_loss(denoise, params, x0, x1, t, distance_fn=dist)
+            return scale * config.lmm.lines_weight * lines, pred
+
         def loss_fn(params):
+            if config.loss.name == "lines":
+                return lines_fn(params)[0]
             if config.loss.name == "edm":
                 denoise = edm.denoiser(net, config.loss.sigma_data)
                 return scale * losses.edm_loss(denoise, params, x0, x1, t, sigma_data=config.loss.sigma_data)
@@ -129,8 +187,23 @@ def make_train_step(
                 net, params, x0, x1, t, interpolant=interp, sigma=sigma, noise=noise
             )
 
-        loss, grads = jax.value_and_grad(loss_fn)(state.params)
-        grads = lax.pmean(grads, AXIS)
+        disc, stage_metrics = state.disc, {}
+        if stage == 2:  # LMM's adversarial stage: gradients already averaged over the devices
+            loss, grads, disc, stage_metrics = lmm_stages.generator_and_discriminator_step(
+                config,
+                lines_fn,
+                state.params,
+                state.disc,
+                frozen,
+                labels,
+                extra["real"],
+                extra.get("real_label"),
+                key,
+                AXIS,
+            )
+        else:
+            loss, grads = jax.value_and_grad(loss_fn)(state.params)
+            grads = lax.pmean(grads, AXIS)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         # EMA warm-up (as TF's ExponentialMovingAverage with num_updates): early averages forget the init.
@@ -143,23 +216,23 @@ def make_train_step(
                 (state.params, state.opt_state, state.ema_params),
                 (params, opt_state, ema),
             )
-        metrics = lax.pmean({"loss": loss, "grad_norm": optax.global_norm(grads), **info}, AXIS)
-        new_state = TrainState(state.step + 1, params, ema, opt_state, coupling_state)
+        metrics = lax.pmean({"loss": loss, "grad_norm": optax.global_norm(grads), **info, **stage_metrics}, AXIS)
+        new_state = TrainState(state.step + 1, params, ema, opt_state, coupling_state, disc)
         return new_state, metrics
 
-    def step(state: TrainState, batch: dict, key: jax.Array):
-        return update(state, pair(state.coupling_state, batch, key), key)
+    def step(state: TrainState, batch: dict, key: jax.Array, frozen: Any = None):
+        return update(state, pair(state.coupling_state, batch, key), key, frozen)
 
     def pairings(batches: dict, keys: jax.Array):  # a stateless coupling's K pairings, [K, b, ...]
         return jax.vmap(lambda batch, key: pair(None, batch, key))(batches, keys)
 
-    def updates(state: TrainState, paired: tuple, keys: jax.Array):
-        return lax.scan(lambda st, xs: update(st, *xs), state, (paired, keys))
+    def updates(state: TrainState, paired: tuple, keys: jax.Array, frozen: Any = None):
+        return lax.scan(lambda st, xs: update(st, *xs, frozen), state, (paired, keys))
 
-    def steps(state: TrainState, batches: dict, keys: jax.Array):
+    def steps(state: TrainState, batches: dict, keys: jax.Array, frozen: Any = None):
         if coupling.stateful:  # each pairing reads the state the previous step wrote
-            return lax.scan(lambda st, xs: step(st, *xs), state, (batches, keys))
-        return updates(state, pairings(batches, keys), keys)  # the K pairings do not depend on the training state
+            return lax.scan(lambda st, xs: step(st, *xs, frozen), state, (batches, keys))
+        return updates(state, pairings(batches, keys), keys, frozen)  # the K pairings do not depend on the state
 
     if split:
         return pairings, updates

@@ -29,7 +29,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from flowjax import io
-from flowjax.train.step import TrainState
+from flowjax.train.step import PREDICTION, TrainState
 
 try:
     import fcntl
@@ -326,10 +326,22 @@ def _move_aside(directory: str, step: int) -> str:
     return target
 
 
-def init_from_run(state: TrainState, workdir: str) -> TrainState:
+def init_from_run(state: TrainState, workdir: str, prediction: str | None = None) -> TrainState:
     """``state`` with its parameters and EMA parameters set to the EMA parameters of the latest checkpoint
     in another run's ``workdir`` (a reflow student starting from its teacher, as LOOM-CFM's and rectified
-    flow's reflow runs do). The optimizer and coupling states stay fresh; the networks must match."""
+    flow's reflow runs do, or LMM's N_theta from its EDM teacher). The optimizer and coupling states stay fresh;
+    the networks must match, and so must what they predict (``prediction``, `step.PREDICTION` of loss.name:
+    a velocity network's weights are no denoiser's), when the run's config.json says."""
+    teacher_config = os.path.join(os.path.abspath(workdir), "config.json")
+    if prediction is not None and os.path.isfile(teacher_config):
+        with open(teacher_config) as f:
+            teacher_loss = (json.load(f).get("loss") or {}).get("name", "flow_matching")
+        if PREDICTION.get(teacher_loss) != prediction:
+            raise ValueError(
+                f"training.init_from={workdir!r} was trained with loss.name={teacher_loss!r}: its network predicts "
+                f"{PREDICTION.get(teacher_loss)!r}, this run's {prediction!r}, so its weights are no starting point. "
+                "Clear training.init_from (train from scratch), or start from a teacher of the same kind."
+            )
     directory = os.path.join(os.path.abspath(workdir), "checkpoints")
     step = ocp.CheckpointManager(directory).latest_step() if os.path.isdir(directory) else None
     if step is None:
