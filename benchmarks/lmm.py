@@ -8,7 +8,9 @@
   N(0, I_d) noise and N(0, I_d) data, against the paper's bound sqrt(2 ln n / d) (Eq. 20), for d in {2, 8, 32,
   128, 512, 3072} and batch sizes n in {16, 128, 256, 1024}, averaged over max(2, 4096 / n) batches. The claim:
   OT <= NN <= bound, so driving the velocity at t = 0 to zero needs n exponential in d.
-- ``toy`` (Sec. 3, Table 1): configs/lmm_toy128.py's five models on N(0, I_128) -> two Gaussians, with the
+- ``toy`` (Sec. 3, Table 1): configs/lmm_toy128.py's five models (LMM with four choices the paper leaves open:
+  sigma on the teacher's 18 Karras levels or log-uniform, unweighted or weighted by EDM's lambda(sigma)) on
+  N(0, I_128) -> two Gaussians, with the
   paper's straightness in both readings (its printed formula is ambiguous, see flowjax/lmm.py's docstrings):
   the per-dimension squared deviation from the straight line integrated over 100 Euler steps (Liu et al.'s S
   over d; flowjax's ``curvature``), and the 10-step discrete form (1/d) sum_k ||dx_k - (x_10 - x_0) / 10||^2, =
@@ -16,10 +18,12 @@
   at NFE 1 and 100; EDM at Heun NFE 35; LMM at its NFE 1 and 2 samplers). The claims: LMM and 2-RF about an
   order of magnitude straighter than the others; LMM's endpoints do not drift from q as 2-RF's may.
 - ``digits`` (Sec. 4 and App. A.3 at CPU scale): configs/edm_digits.py's conditional EDM teacher -> its Heun
-  pairs (N = 18) -> configs/lmm_digits.py with the L2 lines loss, with LPIPS-VGG (at 32x32), and with LPIPS then
-  the adversarial stage; FD-digits at the paper's step schedules (NFE 1-4), beside the teacher at Heun NFE 35.
+  pairs (N = 18) -> configs/lmm_digits.py with the L2 lines loss, with LPIPS-VGG (the 8x8 digits upsampled to
+  16x16, the least VGG16 takes), and with LPIPS then as many steps of the adversarial stage (discriminator on
+  VGG16 features at 16x16); FD-digits at the paper's step schedules (NFE 1-4), beside the teacher at Heun NFE 35.
   The claims: LMM at NFE 1-2 near or better than its teacher; perceptual better than L2; the adversarial stage
-  better than lines only.
+  better than lines only. A second teacher (any flowjax model's pairs define lines): I-CFM on the digits with
+  midpoint pairs (NFE 32), beside 2-RF on the same pairs at Euler NFE 1 and 2.
 
 Runs are kept in WORKDIR and resumed, not redone. The tables also go to a JSON file (`--out`, benchmarks/common.py).
 """
@@ -34,6 +38,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.optimize import linear_sum_assignment  # noqa: E402
 
@@ -87,19 +92,41 @@ def trained(config, workdir: str):
     return exp, state.ema_params
 
 
+# The LMM rows of the toy: (label, lmm.sigma, lmm.weighting); the L2 lines loss on the EDM teacher's Heun pairs.
+LMM_TOY = {
+    "lmm": ("LMM, sigma on the 18 Karras levels", "karras", "none"),
+    "lmm_edmweight": ("LMM, Karras levels, EDM's lambda(sigma)", "karras", "edm"),
+    "lmm_loguniform": ("LMM, log-uniform sigma", "loguniform", "none"),
+    "lmm_loguniform_edmweight": ("LMM, log-uniform sigma, EDM's lambda(sigma)", "loguniform", "edm"),
+}
+
+
+def toy_distances(x: jax.Array, target: jax.Array) -> str:
+    """ "a / b": the exact W2 of the first two coordinates (the two Gaussians) to the held-out points', and the
+    W2 between Gaussians with the moments of the other 126 (N(0, I) in q). The W2 of all 128 coordinates of
+    2,000 points is no use here: two samples of one 128-D distribution are about 13 apart, as far as the noise."""
+    x, target = np.asarray(x, np.float64), np.asarray(target, np.float64)
+    head = float(metrics.w2(jnp.asarray(x[:, :2]), jnp.asarray(target[:, :2])))
+    rest = lambda a: (a[:, 2:].mean(0), np.cov(a[:, 2:], rowvar=False))
+    tail = float(metrics.gaussian_w2(*map(jnp.asarray, rest(x)), *map(jnp.asarray, rest(target))))
+    return f"{head:.3f} / {tail:.3f}"
+
+
 def toy_table(workdir: str, steps: int | None) -> tuple[dict, dict]:
     """Table 1 at CPU scale: the five models of configs/lmm_toy128.py (see the module docstring)."""
-    dirs = {m: os.path.join(workdir, "toy128", m) for m in ("edm", "icfm", "botcfm", "rf2", "lmm")}
+    dirs = {m: os.path.join(workdir, "toy128", m) for m in ("edm", "icfm", "botcfm", "rf2") + tuple(LMM_TOY)}
     configs = {}
     for method in dirs:
-        config = load(f"lmm_toy128:{method}")
+        config = load(f"lmm_toy128:{method.split('_')[0]}")
+        if method in LMM_TOY:  # the paper states neither the sigma distribution nor a per-sigma weight
+            config.lmm.sigma, config.lmm.weighting = LMM_TOY[method][1:]
         if steps:
             config.training.num_steps = steps
             config.training.checkpoint_every = config.training.log_every = math.gcd(steps, 1000)
         if method == "rf2":
             config.data.data_dir = os.path.join(dirs["icfm"], "pairs")
             config.training.init_from = dirs["icfm"]
-        if method == "lmm":
+        if method.startswith("lmm"):
             config.data.data_dir = os.path.join(dirs["edm"], "pairs")
             config.training.init_from = dirs["edm"]
         configs[method] = config
@@ -107,19 +134,19 @@ def toy_table(workdir: str, steps: int | None) -> tuple[dict, dict]:
         run(configs[method], dirs[method], f"lmm_toy128:{method}")
     run(configs["icfm"], dirs["icfm"], "lmm_toy128:icfm", "pairs")  # 1-RF's pairs, for 2-RF
     run(configs["edm"], dirs["edm"], "lmm_toy128:edm", "pairs")  # EDM's Heun pairs: LMM's lines
-    for method in ("rf2", "lmm"):
+    for method in ("rf2",) + tuple(LMM_TOY):
         run(configs[method], dirs[method], f"lmm_toy128:{method}")
 
     # Table 1 of the paper as printed ("1/2-RF 0.043/0.00135"): its straightness of each method
-    paper = {"edm": 0.0397, "icfm": 0.0417, "botcfm": 0.030, "rf2": 0.00135, "lmm": 0.00183}
+    paper = {"edm": 0.0397, "icfm": 0.0417, "botcfm": 0.030, "rf2": 0.00135, **{m: 0.00183 for m in LMM_TOY}}
     labels = {
         "edm": "EDM",
         "icfm": "I-CFM = 1-RF (paper: OT-CFM (Lipman), 1-RF)",
         "botcfm": "BOT-CFM (batch 256)",
         "rf2": "2-RF",
-        "lmm": "LMM",
+        **{m: label for m, (label, _, _) in LMM_TOY.items()},
     }
-    own = {"edm": ("edm_heun", 35), "lmm": ("lmm:0", 1)}
+    own = {"edm": ("edm_heun", 35), **{m: ("lmm:0", 1) for m in LMM_TOY}}
     rows = []
     for method, config in configs.items():
         exp, params = trained(config, dirs[method])
@@ -132,7 +159,7 @@ def toy_table(workdir: str, steps: int | None) -> tuple[dict, dict]:
         d = x0.shape[-1]
         s100 = float(metrics.straightness.curvature(field, x0, 100))
         s10 = float(metrics.straightness.curvature(field, x0, 10)) / 10
-        w2 = lambda x: float(metrics.w2(x, target))
+        w2 = lambda x: toy_distances(x, target)
         row = {
             "model": labels[method],
             "paper (Table 1)": paper[method],
@@ -148,7 +175,7 @@ def toy_table(workdir: str, steps: int | None) -> tuple[dict, dict]:
             )
             row["W2 own sampler"] = w2(x1)
             row["own sampler"] = f"{solver} NFE {nfe}"
-        if method == "lmm":
+        if method.startswith("lmm"):
             x1, _ = evaluate.sample(
                 exp.velocity_fn, params, x0, "lmm:0,1", 2, karras=evaluate.sampling_options(config), keys=keys
             )
@@ -169,9 +196,10 @@ def toy_table(workdir: str, steps: int | None) -> tuple[dict, dict]:
     title = (
         "LMM Table 1 at CPU scale: N(0, I_128) -> two Gaussians (configs/lmm_toy128.py), straightness per dimension "
         "(100-step integral, and the 10-step discrete form) along Euler trajectories in t of 2,000 held-out noises "
-        "(EDM and LMM read on t = 1 / (1 + sigma)), and W2 of the samples to 2,000 held-out points of q"
+        "(EDM and LMM read on t = 1 / (1 + sigma)), and the samples' distance to q as 'a / b': a = exact W2 of "
+        "their first two coordinates to 2,000 held-out points', b = W2 between Gaussians fitted to the other 126"
     )
-    fmt = {c: ".4f" for c in cols[1:] if c != "own sampler"}
+    fmt = {c: ".4f" for c in cols[1:] if not c.startswith(("own", "W2"))}
     settings = {
         m: common.config_values(c, "training.num_steps", "training.batch_size", "loss.name") for m, c in configs.items()
     }
@@ -180,16 +208,16 @@ def toy_table(workdir: str, steps: int | None) -> tuple[dict, dict]:
 
 DIGITS_VARIANTS = (
     ("l2", "L2 (mean squared error)", {}),
-    ("lpips", "LPIPS-VGG (32x32)", {"lmm.norm": "lpips", "lmm.lpips_resize": 32}),
+    ("lpips", "LPIPS-VGG (16x16)", {"lmm.norm": "lpips", "lmm.lpips_resize": 16}),
     (
         "lpips_adv",
         "LPIPS, then + adversarial",
-        {"lmm.norm": "lpips", "lmm.lpips_resize": 32, "lmm.adv_lpips_resize": 32, "lmm.d_resize": 32},
+        {"lmm.norm": "lpips", "lmm.lpips_resize": 16, "lmm.adv_lpips_resize": 16, "lmm.d_resize": 16},
     ),
 )
 
 
-def digits_table(workdir: str, steps: int | None) -> tuple[dict, dict]:
+def digits_table(workdir: str, steps: int | None, second_teacher: bool = True) -> tuple[dict, dict]:
     """The digits pipeline: EDM teacher -> Heun pairs -> LMM with three losses (see the module docstring)."""
     teacher_dir = os.path.join(workdir, "digits", "teacher")
     teacher = load("edm_digits")
@@ -198,7 +226,15 @@ def digits_table(workdir: str, steps: int | None) -> tuple[dict, dict]:
     rows, settings = [], {}
     teacher_rows = evaluate_rows(teacher_dir)
     heun = next(r for r in teacher_rows if r["solver"] == "edm_heun" and r["nfe"] == 35)
-    rows.append({"model": "EDM teacher, Heun NFE 35", **{"teacher (Heun 35)": heun["fd_digits"]}})
+    euler = {r["nfe"]: r["fd_digits"] for r in teacher_rows if r["solver"] == "euler"}
+    rows.append(
+        {
+            "model": "EDM teacher (conditional)",
+            "teacher (Heun 35)": heun["fd_digits"],
+            "Euler NFE 1": euler.get(1),
+            "Euler NFE 2": euler.get(2),
+        }
+    )
     for key, label, overrides in DIGITS_VARIANTS:
         config = load("lmm_digits")
         config.data.data_dir = os.path.join(teacher_dir, "pairs")
@@ -224,14 +260,68 @@ def digits_table(workdir: str, steps: int | None) -> tuple[dict, dict]:
             config, "training.num_steps", "lmm.adversarial_from", "lmm.norm", "optim.learning_rate"
         )
         print(row, flush=True)
-    cols = ["model", "teacher (Heun 35)"] + [f"lmm:{s}" for s in ("0", "0,1", "0,1,2", "0,3,5", "0,1,3,5")]
-    cols += ["lmm_euler:0,1"]
+    if second_teacher:
+        rows += flow_teacher_rows(workdir, steps, settings)
+    cols = ["model", "teacher (Heun 35)", "teacher (midpoint 32)", "Euler NFE 1", "Euler NFE 2"]
+    cols += [f"lmm:{s}" for s in ("0", "0,1", "0,1,2", "0,3,5", "0,1,3,5")] + ["lmm_euler:0,1"]
     title = (
         "LMM on the digits: FD-digits against the 300 test images (lower is better) of the conditional EDM teacher and"
         " of LMM students trained on its 10,000 Heun pairs (N = 18), at the paper's step schedules (NFE = number of "
         "indices; lmm_euler: the deterministic step along the lines)"
     )
     return common.table("lmm_digits", title, cols, rows, {c: ".2f" for c in cols[1:]}), settings
+
+
+def flow_teacher_rows(workdir: str, steps: int | None, settings: dict) -> list[dict]:
+    """A second teacher: I-CFM on the digits (configs/icfm_digits.py, unconditional), its midpoint pairs (NFE 32),
+    2-RF on them (flow matching, from the teacher), and LMM on the same pairs (L2; unconditional, so trained from
+    scratch: the EDM teacher's conditional network does not fit, and a velocity network is no denoiser)."""
+    teacher_dir = os.path.join(workdir, "digits", "icfm_teacher")
+    teacher = load("icfm_digits")
+    teacher.pairs.solver, teacher.pairs.nfe, teacher.pairs.num_pairs = "midpoint", 32, 10_000
+    teacher.eval.solvers, teacher.eval.nfe = ("euler", "midpoint"), (1, 2, 32)
+    run(teacher, teacher_dir, "icfm_digits")
+    run(teacher, teacher_dir, "icfm_digits", "pairs")
+    pairs_dir = os.path.join(teacher_dir, "pairs")
+    t_rows = evaluate_rows(teacher_dir)
+    pick = lambda rows, solver, nfe: next(
+        (r["fd_digits"] for r in rows if (r["solver"], r["nfe"]) == (solver, nfe)), None
+    )
+    out = [
+        {
+            "model": "I-CFM teacher (1-RF)",
+            "teacher (midpoint 32)": pick(t_rows, "midpoint", 32),
+            "Euler NFE 1": pick(t_rows, "euler", 1),
+            "Euler NFE 2": pick(t_rows, "euler", 2),
+        }
+    ]
+    rf2 = load("icfm_digits")
+    rf2.data.name, rf2.data.data_dir, rf2.data.num_train, rf2.data.random_flip = "pairs", pairs_dir, 0, False
+    rf2.coupling.name, rf2.training.init_from = "independent", teacher_dir
+    rf2.eval.solvers, rf2.eval.nfe = ("euler",), (1, 2)
+    if steps:
+        rf2.training.num_steps = steps
+    rf2_dir = os.path.join(workdir, "digits", "icfm_rf2")
+    run(rf2, rf2_dir, "icfm_digits (2-RF)")
+    r_rows = evaluate_rows(rf2_dir)
+    out.append(
+        {"model": "2-RF on its pairs", "Euler NFE 1": pick(r_rows, "euler", 1), "Euler NFE 2": pick(r_rows, "euler", 2)}
+    )
+    lines = load("lmm_digits")
+    lines.data.data_dir, lines.model.num_classes, lines.lmm.from_teacher = pairs_dir, 0, False
+    lines_dir = os.path.join(workdir, "digits", "icfm_lmm_l2")
+    run(lines, lines_dir, "lmm_digits (I-CFM teacher)")
+    row = {"model": "LMM, L2, on its pairs (from scratch)"}
+    for r in evaluate_rows(lines_dir):
+        if r["solver"].startswith("lmm"):
+            row[r["solver"]] = r["fd_digits"]
+    out.append(row)
+    settings["icfm_teacher"] = common.config_values(teacher, "training.num_steps", "pairs.solver", "pairs.nfe")
+    settings["icfm_rf2"] = common.config_values(rf2, "training.num_steps", "training.init_from")
+    settings["icfm_lmm"] = common.config_values(lines, "training.num_steps", "lmm.norm", "lmm.from_teacher")
+    for r in out:
+        print(r, flush=True)
+    return out
 
 
 def evaluate_rows(workdir: str) -> list[dict]:
@@ -245,6 +335,7 @@ def main():
     parser.add_argument("--tasks", default="bound,toy,digits")
     parser.add_argument("--toy_steps", type=int, default=None, help="toy training steps (default: the configs')")
     parser.add_argument("--digits_steps", type=int, default=None, help="LMM digits steps (default: the config's)")
+    parser.add_argument("--one_teacher", action="store_true", help="digits: the EDM teacher only (no I-CFM teacher)")
     common.add_out_argument(parser, "lmm")
     args = parser.parse_args()
     tables, settings = [], {"workdir": args.workdir}
@@ -255,7 +346,7 @@ def main():
         table, settings["toy"] = toy_table(args.workdir, args.toy_steps)
         tables.append(table)
     if "digits" in tasks:
-        table, settings["digits"] = digits_table(args.workdir, args.digits_steps)
+        table, settings["digits"] = digits_table(args.workdir, args.digits_steps, not args.one_teacher)
         tables.append(table)
     for t in tables:
         print("\n" + common.markdown(t))

@@ -54,7 +54,8 @@ RUNS = {
     "assignment_n1024": ("assignment.py", "--n 1024 --problems 10", None),
     "digits": ("digits.py", "--workdir {runs}/digits", None),
     "edm": ("edm.py", "--workdir {runs}/edm", "--workdir {runs}/edm --steps 300 --toy_steps 500"),
-    "lmm": ("lmm.py", "--workdir {runs}/lmm", "--workdir {runs}/lmm --tasks bound,toy --toy_steps 500"),
+    "lmm": ("lmm.py", "--workdir {runs}/lmm --digits_steps 400",
+            "--workdir {runs}/lmm --tasks bound,toy --toy_steps 1000"),
     "rectify": ("rectify.py", "--workdir {runs}/rectify",
                 "--tables 1,2 --seeds 2 --n 1000 --steps 300 --num_pairs 2000 --pair_solver euler --pair_nfe 16 "
                 "--workdir {runs}/rectify"),

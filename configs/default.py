@@ -103,6 +103,7 @@ def get_config() -> ml_collections.ConfigDict:
     lmm.sigma = "karras"  # training sigma: karras (uniform over the N levels) | lognormal (EDM's) | loguniform
     lmm.sot_steps = ()  # Sampling-Optimized Training (Sec. 3.6): train only at these indices, e.g. (0,) or (0, 1)
     lmm.norm = "l2sq"  # lines loss: lpips (the paper's perceptual loss) | l2 (RMS error) | l2sq (mean squared error)
+    lmm.weighting = "none"  # per-sigma weight of the lines loss: none (the paper states none) | edm (EDM's lambda)
     lmm.lpips_resize = 0  # side the LPIPS inputs are resized to (0: native; the paper's stage 2 uses 224)
     lmm.lines_weight = 0.5  # lambda_lines (Table 6)
     lmm.adversarial_from = -1  # step at which stage 2 (+ adversarial loss, Eq. 5) starts; -1: lines loss only

@@ -7,8 +7,10 @@ configs/edm_digits.py; pairs: its Heun sampler with N = 18 (NFE 35), as LMM's CI
     python main.py --config=configs/lmm_digits.py --workdir=runs/digits/lmm \\
         --config.data.data_dir=runs/digits/teacher/pairs --config.training.init_from=runs/digits/teacher
 
-``--config.lmm.norm=lpips --config.lmm.lpips_resize=32`` trains with the perceptual loss (LPIPS-VGG needs at
-least 16 pixels a side; the digits are 8x8). From the paper (Table 6): RAdam with betas (0.9, 0.999), EMA
+``--config.lmm.norm=lpips --config.lmm.lpips_resize=16`` trains with the perceptual loss (LPIPS-VGG needs at
+least 16 pixels a side; the digits are 8x8), and ``--config.lmm.adversarial_from=2000
+--config.training.num_steps=4000 --config.lmm.d_resize=16 --config.lmm.adv_lpips_resize=16`` adds the
+adversarial stage. From the paper (Table 6): RAdam with betas (0.9, 0.999), EMA
 0.999, lambda_lines = 0.5, the teacher's network initialised from the teacher; evaluated at the step indices
 of its Table 7 ({0}, {0, 1}, {0, 1, 2}, {0, 3, 5}, {0, 1, 3, 5} of the 18-level schedule). Chosen here: 2,000
 steps at batch 128 with lr 2e-4, the L2 (mean squared error) loss, sigma uniform over the 18 Karras levels.

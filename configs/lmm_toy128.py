@@ -12,7 +12,7 @@ one config per method of its Table 1, ``--config=configs/lmm_toy128.py:<method>`
   (--config.data.data_dir=<edm>/pairs), initialised from the teacher (training.init_from).
 
 The paper gives no network, steps or pair counts for this toy; chosen here (CPU minutes): an MLP of 3 x 256 SiLU
-layers, 4,000 steps at batch 256, Adam 1e-3 (RAdam for LMM), 20,000 training points and 20,000 pairs.
+layers, 20,000 steps at batch 256, Adam 1e-3 (RAdam for LMM), 20,000 training points and 20,000 pairs.
 benchmarks/lmm.py trains all five and measures their straightness in both forms and the endpoints' W2 to q.
 """
 
@@ -27,8 +27,8 @@ def get_config(method: str = "icfm"):
     config = default.get_config()
     config.data.name, config.data.source, config.data.num_train = "two_gaussians_128", "normal", 20_000
     config.model.hidden, config.model.time_embed_dim = (256, 256, 256), 64
-    config.training.num_steps, config.training.batch_size = 4_000, 256
-    config.training.log_every, config.training.checkpoint_every = 1_000, 4_000
+    config.training.num_steps, config.training.batch_size = 20_000, 256
+    config.training.log_every, config.training.checkpoint_every = 1_000, 10_000
     config.coupling.name, config.loss.sigma = "independent", 0.0
     config.eval.solvers, config.eval.nfe, config.eval.num_samples = ("euler",), (1, 2, 10), 2_000
     config.pairs.num_pairs, config.pairs.shard_size = 20_000, 5_000

@@ -40,6 +40,7 @@ import numpy as np
 from flowjax import edm
 
 SIGMA_DISTRIBUTIONS = ("karras", "lognormal", "loguniform")
+WEIGHTINGS = ("none", "edm")
 NORMS = ("l2", "l2sq", "lpips")
 # The sampling schedules of the paper's ablations (App. A.3, Tables 7-9): indices into the teacher's
 # N-step Karras schedule (N = 18 for CIFAR-10, 40 for ImageNet-64 and AFHQ-64); NFE = number of indices.
@@ -142,12 +143,16 @@ def lines_loss(
     sigma: jax.Array,
     *,
     distance_fn: Distance,
+    weight_fn: Callable[[jax.Array], jax.Array] | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """LMM's lines loss (Eq. 3): mean over the batch of distance_fn(N_theta(x1 + sigma x0, sigma), x1).
 
     ``denoise_fn(params, x, sigma [B]) -> x1_hat`` (`edm.denoiser`, labels bound with a lambda); (x0, x1) a
-    teacher's pairs, x0 the standard normal noise the teacher started from; sigma [B]. Returns (loss, the
-    predictions N_theta(x1 + sigma x0, sigma)), which the adversarial stage feeds to the discriminator.
+    teacher's pairs, x0 the standard normal noise the teacher started from; sigma [B]. ``weight_fn(sigma) -> [B]``
+    weights the examples (the paper states no weighting; `edm.loss_weight` is EDM's, which asks for an error
+    that shrinks with sigma, as the velocity the map to flowjax's t implies, (D - y)(1 + sigma) / sigma, needs).
+    Returns (loss, the predictions N_theta(x1 + sigma x0, sigma)), which the adversarial stage feeds to the
+    discriminator.
     """
     if x0.shape != x1.shape:
         raise ValueError(f"noise x0 {x0.shape} and data x1 {x1.shape} must have the same shape.")
@@ -156,7 +161,10 @@ def lines_loss(
         raise ValueError(f"sigma {sigma.shape} must have shape [B] = {x1.shape[:1]} (one noise level per example).")
     x = x1 + jnp.reshape(sigma, sigma.shape + (1,) * (x1.ndim - 1)) * x0
     pred = denoise_fn(params, x, sigma)
-    return jnp.mean(distance_fn(pred, x1)), pred
+    err = distance_fn(pred, x1)
+    if weight_fn is not None:
+        err = err * weight_fn(sigma)
+    return jnp.mean(err), pred
 
 
 def _eta(keys: jax.Array, k: int, shape: tuple[int, ...], dtype: Any) -> jax.Array:

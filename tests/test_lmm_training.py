@@ -76,6 +76,16 @@ def test_step_lines_loss_and_gradient_are_exact(distribution):
     np.testing.assert_allclose(new_w, w - lr * 0.5, rtol=1e-4)
 
 
+def test_edm_weighting_scales_each_example_by_lambda():
+    """lmm.weighting='edm': an error w at sigma = 80 (SOT at index 0) costs lambda(80) w^2, lambda EDM's weight
+    (s^2 + sd^2) / (s sd)^2 computed here by hand."""
+    sd, w = 0.5, 0.3
+    config = lines_config(**{"lmm.sot_steps": (0,), "lmm.norm": "l2sq", "lmm.weighting": "edm"})
+    loss, _ = run_step(config, line_net(sd, lambda s: 1.0), w)
+    lam = (80.0**2 + sd**2) / (80.0 * sd) ** 2
+    np.testing.assert_allclose(loss, 0.5 * lam * w**2, rtol=1e-4)
+
+
 def test_sot_trains_at_the_sampling_levels_only():
     """An error w (sigma - 80) vanishes only if every training sigma is 80: SOT at (0,) trains there alone, at (1,)
     at 57.586 (LMM Sec. 3.6's CIFAR-10 levels), and the whole Karras schedule visits other levels."""
@@ -132,6 +142,7 @@ def test_main_refuses_lmm_without_inputs_and_writes_nothing(tmp_path):
         ("lmm.norm", "l1", "lmm.norm"),
         ("lmm.sot_steps", (0, 18), "lmm.sot_steps"),
         ("lmm.lines_weight", 0.0, "lines_weight"),
+        ("lmm.weighting", "snr", "lmm.weighting"),
     ],
 )
 def test_bad_lmm_fields_are_refused(tmp_path, field, value, match):

@@ -152,6 +152,8 @@ def validate_lines(config: ml_collections.ConfigDict) -> None:
     lm = config.lmm
     if lm.sigma not in lmm.SIGMA_DISTRIBUTIONS:
         raise ValueError(f"Unknown lmm.sigma {lm.sigma!r}; choose one of {lmm.SIGMA_DISTRIBUTIONS}.")
+    if lm.weighting not in lmm.WEIGHTINGS:
+        raise ValueError(f"Unknown lmm.weighting {lm.weighting!r}; choose one of {lmm.WEIGHTINGS}.")
     if lm.norm not in lmm.NORMS:
         raise ValueError(f"Unknown lmm.norm {lm.norm!r}; choose one of {lmm.NORMS}.")
     if not isinstance(lm.num_steps, int) or lm.num_steps < 1:

@@ -172,7 +172,8 @@ def make_train_step(
         def lines_fn(params):  # (lambda_lines L_lines, the predictions N_theta(x1 + sigma x0, sigma))
             denoise = edm.denoiser(net, config.loss.sigma_data)
             dist = lines_distance(config, frozen, stage)
-            lines, pred = lmm.lines_loss(denoise, params, x0, x1, t, distance_fn=dist)
+            weight = (lambda s: edm.loss_weight(s, config.loss.sigma_data)) if config.lmm.weighting == "edm" else None
+            lines, pred = lmm.lines_loss(denoise, params, x0, x1, t, distance_fn=dist, weight_fn=weight)
             return scale * config.lmm.lines_weight * lines, pred
 
         def loss_fn(params):
