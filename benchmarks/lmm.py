@@ -309,6 +309,8 @@ def flow_teacher_rows(workdir: str, steps: int | None, settings: dict) -> list[d
     )
     lines = load("lmm_digits")
     lines.data.data_dir, lines.model.num_classes, lines.lmm.from_teacher = pairs_dir, 0, False
+    if steps:
+        lines.training.num_steps = steps
     lines_dir = os.path.join(workdir, "digits", "icfm_lmm_l2")
     run(lines, lines_dir, "lmm_digits (I-CFM teacher)")
     row = {"model": "LMM, L2, on its pairs (from scratch)"}

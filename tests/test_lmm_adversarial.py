@@ -173,3 +173,39 @@ def test_stages_switch_checkpoint_the_discriminator_and_resume_exactly(tmp_path)
         for a, b in zip(jax.tree.leaves(full.disc["params"]), jax.tree.leaves(exp.state.disc["params"]))
     ]
     assert all(moved)
+
+
+def test_checkpoints_without_a_discriminator_keep_their_layout(tmp_path):
+    """A run without a discriminator saves (and restores) the five fields the train state had before LMM's
+    ``disc`` existed, so that checkpoints written by earlier flowjax still restore: one written from a stand-in of
+    that old state restores into today's template, equal leaf by leaf."""
+    import flax
+    import orbax.checkpoint as ocp
+
+    from flowjax import train
+    from flowjax.train import workdir as workdirs
+
+    @flax.struct.dataclass
+    class OldTrainState:  # the train state before LMM's discriminator
+        step: jax.Array
+        params: dict
+        ema_params: dict
+        opt_state: tuple
+        coupling_state: dict | None = None
+
+    tx = optax.adam(1e-3)
+    params = {"w": jnp.arange(3.0), "b": jnp.ones((2, 2))}
+    old = OldTrainState(jnp.asarray(7, jnp.int32), params, jax.tree.map(lambda a: 2 * a, params), tx.init(params))
+    mngr = ocp.CheckpointManager(str(tmp_path / "checkpoints"))
+    mngr.save(7, args=ocp.args.StandardSave(old))
+    mngr.wait_until_finished()
+    template = train.TrainState(jnp.zeros((), jnp.int32), params, params, tx.init(params))
+    restored = workdirs.restore_newest(mngr, template)
+    assert restored.disc is None and int(restored.step) == 7
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(old)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # and today's save of such a state has the old layout: it restores into the old structure
+    mngr.save(8, args=ocp.args.StandardSave(workdirs.checkpoint_tree(restored.replace(step=jnp.asarray(8)))))
+    mngr.wait_until_finished()
+    back = mngr.restore(8, args=ocp.args.StandardRestore(old))
+    assert isinstance(back, OldTrainState) and int(back.step) == 8

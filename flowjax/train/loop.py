@@ -383,7 +383,8 @@ def _train(config, workdir: str, exp: Experiment, mngr: ocp.CheckpointManager, c
             if multi_process and mngr.reached_preemption(call):  # every process stops at the same call
                 signals.received = signal.SIGTERM
             if save_now or signals.received == signal.SIGTERM:
-                mngr.save(done, args=ocp.args.StandardSave(flax.jax_utils.unreplicate(replicated)))
+                saved = flax.jax_utils.unreplicate(replicated)
+                mngr.save(done, args=ocp.args.StandardSave(workdirs.checkpoint_tree(saved)))
             if signals.received:
                 raise _stopped(signals.received, mngr, done, directory)
     finally:

@@ -275,6 +275,19 @@ def _reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {text if len(text) <= 300 else '...' + text[-300:]}"
 
 
+STATE_FIELDS = ("step", "params", "ema_params", "opt_state", "coupling_state")
+
+
+def checkpoint_tree(state: TrainState) -> dict:
+    """What a checkpoint holds: the train state's fields, and ``disc`` only for a run with a discriminator (LMM's
+    adversarial stage), so that every other run's checkpoints keep the layout they had before it existed (and
+    those written before it still restore)."""
+    tree = {name: getattr(state, name) for name in STATE_FIELDS}
+    if state.disc is not None:
+        tree["disc"] = state.disc
+    return tree
+
+
 def restore_newest(mngr: ocp.CheckpointManager, template: TrainState, move_damaged: bool = False) -> TrainState | None:
     """The newest checkpoint of ``mngr`` that restores into ``template``; None if there is none.
 
@@ -288,7 +301,7 @@ def restore_newest(mngr: ocp.CheckpointManager, template: TrainState, move_damag
     failures = []
     for step in sorted(mngr.all_steps(), reverse=True):
         try:
-            state = mngr.restore(step, args=ocp.args.StandardRestore(template))
+            state = TrainState(**mngr.restore(step, args=ocp.args.StandardRestore(checkpoint_tree(template))))
         except Exception as err:  # any failure to read it: orbax, tensorstore, JSON, missing files
             failures.append((step, _reason(err)))
             logging.warning("Checkpoint step %d in %s cannot be read (%s); skipped.", step, directory, failures[-1][1])
