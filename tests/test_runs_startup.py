@@ -28,6 +28,8 @@ def test_auto_steps_per_call_divides_every_boundary():
     config.training.steps_per_call = 0
     assert loop.steps_per_call(config, 0, (2,)) == 40
     assert loop.steps_per_call(config, 0, (32, 32, 3)) == 1  # images: a call per step costs nothing there
+    assert loop.steps_per_call(config, 0, (8, 8, 1)) == 1  # the digits too (a UNet is slow inside the K-step loop)
+    assert loop.steps_per_call(config, 0, (128,)) == 40  # the 128-D toy's vectors
     config.training.steps_per_call = 8
     assert loop.steps_per_call(config, 0, (2,)) == 8 and loop.steps_per_call(config, 1004, (2,)) == 4
 

@@ -37,8 +37,10 @@ STEP_KEY = 2  # fold_in(PRNGKey(training.seed), STEP_KEY): the key of the steps'
 # the 2-D toy at 96-150 steps/s with K = 1 and 221-243 with K = 40: the host round trip of each call is then a
 # few per cent of the call; a larger K gains little and delays what happens at step boundaries (a SIGTERM save).
 MAX_STEPS_PER_CALL = 40
-# ... and only for examples of at most this many values (2-D toys, 8x8 and 16x16 digits): an image model's step
-# takes long enough that a call per step costs nothing, while K stacked image batches would cost device memory.
+# ... and only for vector examples of at most this many values (the toys' MLPs). Images (the digits' 8 x 8 too)
+# take K = 1: a UNet step takes long enough that a call per step costs nothing, K stacked image batches would cost
+# device memory, and XLA:CPU ran the digits UNet's steps about 30 times slower inside the K-step loop (lax.scan)
+# than one per call (0.12 against 3.6 steps/s, measured with the LMM digits config at K = 8 and 1).
 MAX_AUTO_EXAMPLE_SIZE = 1024
 SIGTERM_EXIT, SIGINT_EXIT = 143, 130  # 128 + the signal's number, what a shell reports for a process it ended
 
@@ -202,13 +204,13 @@ def auto_steps_per_call(num_steps: int, log_every: int, checkpoint_every: int, s
 
 def steps_per_call(config: ml_collections.ConfigDict, start: int, example_shape: tuple[int, ...]) -> int:
     """K for a run that starts at step ``start``: training.steps_per_call, or with 0 `auto_steps_per_call` (K = 1
-    for examples of more than MAX_AUTO_EXAMPLE_SIZE values). A K that does not divide ``start`` (a run resumed
-    from a checkpoint taken with another K) becomes gcd(K, start), which divides everything K divides: the
+    for images and for vectors of more than MAX_AUTO_EXAMPLE_SIZE values). A K that does not divide ``start`` (a
+    run resumed from a checkpoint taken with another K) becomes gcd(K, start), which divides everything K divides: the
     steps are the same for every K (tests/test_train.py::test_steps_per_call_takes_the_same_steps)."""
     t = config.training
     k = t.steps_per_call
     if k == 0:
-        small = math.prod(example_shape) <= MAX_AUTO_EXAMPLE_SIZE
+        small = len(example_shape) == 1 and math.prod(example_shape) <= MAX_AUTO_EXAMPLE_SIZE
         k = auto_steps_per_call(t.num_steps, t.log_every, t.checkpoint_every, start) if small else 1
         if lmm_stages.adversarial_stage(config):  # a call stays within one stage
             k = math.gcd(k, config.lmm.adversarial_from) or k
