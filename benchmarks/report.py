@@ -581,6 +581,15 @@ def section_lmm(data: dict, quick: bool, out: list[str]) -> None:
     for t in record["tables"]:
         out.append(f"**{t['title']}.**\n")
         out.append(common.markdown(t) + "\n")
+    digits = tables_of(data["digits"]) if "digits" in data else []
+    loom = [r for t in digits for r in t["rows"] if str(r.get("coupling", "")).startswith("LOOM")]
+    if loom and any(t["name"] == "lmm_digits" for t in record["tables"]):
+        r = loom[0]
+        out.append(
+            f"Beside them, {r['coupling']} on the digits (the digits section's run, same FD-digits and test images, "
+            f"unconditional): FD-digits {common.format_cell(r.get('FD NFE 1'), '.2f')} at Euler NFE 1 and "
+            f"{common.format_cell(r.get('FD NFE 2'), '.2f')} at NFE 2.\n"
+        )
 
 
 def section_rectify(data: dict, quick: bool, out: list[str]) -> None:
