@@ -19,11 +19,12 @@
   order of magnitude straighter than the others; LMM's endpoints do not drift from q as 2-RF's may.
 - ``digits`` (Sec. 4 and App. A.3 at CPU scale): configs/edm_digits.py's conditional EDM teacher -> its Heun
   pairs (N = 18) -> configs/lmm_digits.py with the L2 lines loss, with LPIPS-VGG (the 8x8 digits upsampled to
-  16x16, the least VGG16 takes), and with LPIPS then as many steps of the adversarial stage (discriminator on
-  VGG16 features at 16x16); FD-digits at the paper's step schedules (NFE 1-4), beside the teacher at Heun NFE 35.
-  The claims: LMM at NFE 1-2 near or better than its teacher; perceptual better than L2; the adversarial stage
-  better than lines only. A second teacher (any flowjax model's pairs define lines): I-CFM on the digits with
-  midpoint pairs (NFE 32), beside 2-RF on the same pairs at Euler NFE 1 and 2.
+  16x16, the least VGG16 takes), and the LPIPS model continued by ``--adversarial_steps`` steps of the
+  adversarial stage (discriminator on VGG16 features at 16x16, real digits); FD-digits at the paper's step
+  schedules (NFE 1-4), beside the teacher at Heun NFE 35. The claims: LMM at NFE 1-2 near or better than its
+  teacher; perceptual better than L2; the adversarial stage better than lines only. Unless ``--one_teacher``, a
+  second teacher (any flowjax model's pairs define lines): I-CFM on the digits with midpoint pairs (NFE 32),
+  beside 2-RF on the same pairs at Euler NFE 1 and 2.
 
 Runs are kept in WORKDIR and resumed, not redone. The tables also go to a JSON file (`--out`, benchmarks/common.py).
 """
@@ -213,11 +214,17 @@ DIGITS_VARIANTS = (
         "lpips_adv",
         "LPIPS, then + adversarial",
         {"lmm.norm": "lpips", "lmm.lpips_resize": 16, "lmm.adv_lpips_resize": 16, "lmm.d_resize": 16},
-    ),
+    ),  # stage 2 only: continues the LPIPS run (its EMA weights) with ADVERSARIAL_STEPS adversarial steps
 )
 
 
-def digits_table(workdir: str, steps: int | None, second_teacher: bool = True) -> tuple[dict, dict]:
+def digits_table(
+    workdir: str,
+    steps: int | None,
+    second_teacher: bool = True,
+    adversarial_steps: int = 100,
+    variants: tuple[str, ...] = tuple(k for k, _, _ in DIGITS_VARIANTS),
+) -> tuple[dict, dict]:
     """The digits pipeline: EDM teacher -> Heun pairs -> LMM with three losses (see the module docstring)."""
     teacher_dir = os.path.join(workdir, "digits", "teacher")
     teacher = load("edm_digits")
@@ -236,6 +243,8 @@ def digits_table(workdir: str, steps: int | None, second_teacher: bool = True) -
         }
     )
     for key, label, overrides in DIGITS_VARIANTS:
+        if key not in variants:
+            continue
         config = load("lmm_digits")
         config.data.data_dir = os.path.join(teacher_dir, "pairs")
         config.training.init_from = teacher_dir
@@ -244,9 +253,10 @@ def digits_table(workdir: str, steps: int | None, second_teacher: bool = True) -
             config[section][name] = value
         if steps:
             config.training.num_steps = steps
-        if key == "lpips_adv":  # the same stage-1 length as the others, then as many adversarial steps
-            config.lmm.adversarial_from = config.training.num_steps
-            config.training.num_steps *= 2
+        if key == "lpips_adv":  # stage 2 from the LPIPS run: the stage-1 steps are not taken twice
+            config.training.init_from = os.path.join(workdir, "digits", "lmm_lpips")
+            config.lmm.adversarial_from, config.training.num_steps = 0, adversarial_steps
+            config.training.log_every = config.training.checkpoint_every = adversarial_steps
         workdir_k = os.path.join(workdir, "digits", f"lmm_{key}")
         run(config, workdir_k, f"lmm_digits ({key})")
         result = evaluate_rows(workdir_k)
@@ -338,6 +348,8 @@ def main():
     parser.add_argument("--toy_steps", type=int, default=None, help="toy training steps (default: the configs')")
     parser.add_argument("--digits_steps", type=int, default=None, help="LMM digits steps (default: the config's)")
     parser.add_argument("--one_teacher", action="store_true", help="digits: the EDM teacher only (no I-CFM teacher)")
+    parser.add_argument("--adversarial_steps", type=int, default=100, help="digits: stage-2 steps after LPIPS")
+    parser.add_argument("--variants", default="l2,lpips,lpips_adv", help="digits: the LMM losses to train")
     common.add_out_argument(parser, "lmm")
     args = parser.parse_args()
     tables, settings = [], {"workdir": args.workdir}
@@ -348,7 +360,9 @@ def main():
         table, settings["toy"] = toy_table(args.workdir, args.toy_steps)
         tables.append(table)
     if "digits" in tasks:
-        table, settings["digits"] = digits_table(args.workdir, args.digits_steps, not args.one_teacher)
+        table, settings["digits"] = digits_table(
+            args.workdir, args.digits_steps, not args.one_teacher, args.adversarial_steps, args.variants.split(",")
+        )
         tables.append(table)
     for t in tables:
         print("\n" + common.markdown(t))

@@ -54,7 +54,7 @@ RUNS = {
     "assignment_n1024": ("assignment.py", "--n 1024 --problems 10", None),
     "digits": ("digits.py", "--workdir {runs}/digits", None),
     "edm": ("edm.py", "--workdir {runs}/edm", "--workdir {runs}/edm --steps 300 --toy_steps 500"),
-    "lmm": ("lmm.py", "--workdir {runs}/lmm --digits_steps 400",
+    "lmm": ("lmm.py", "--workdir {runs}/lmm --digits_steps 400 --one_teacher",
             "--workdir {runs}/lmm --tasks bound,toy --toy_steps 1000"),
     "rectify": ("rectify.py", "--workdir {runs}/rectify",
                 "--tables 1,2 --seeds 2 --n 1000 --steps 300 --num_pairs 2000 --pair_solver euler --pair_nfe 16 "
@@ -573,9 +573,9 @@ def section_lmm(data: dict, quick: bool, out: list[str]) -> None:
         '`benchmarks/lmm.py` reproduces "Generative Lines Matching Models" at CPU scale: its App. A.2 bound on the '
         "similarity of batch-OT pairs, its Table 1 toy (N(0, I_128) to two Gaussians: straightness in both "
         "readings of its formula, and the samples' W2 to the target), and the teacher -> Heun pairs -> LMM pipeline "
-        "on the digits with the L2 loss, LPIPS-VGG, and LPIPS then the adversarial stage. The paper column of the "
-        "toy table is its Table 1 as printed (its straightness formula and normalisation are ambiguous, so compare "
-        "rankings, not values).\n"
+        "on the digits (L2; LPIPS-VGG and LPIPS then the adversarial stage where they were run, `--variants`). "
+        "The paper column of the toy table is its Table 1 as printed (its straightness formula and normalisation "
+        "are ambiguous, so compare rankings, not values).\n"
     )
     out.append(provenance(record, "lmm", quick) + "\n")
     for t in record["tables"]:
