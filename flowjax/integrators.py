@@ -442,6 +442,18 @@ def _edm_steps(name: str, nfe: int, t0: float, t1: float) -> int:
     return (int(nfe) + 1) // 2 if name == "edm_heun" else int(nfe)
 
 
+def _ve_denoiser(velocity_fn: VelocityFn, dtype: Any) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """The denoiser D(x, sigma) a linear-path velocity implies: x1_hat = y + (1 - t) v(y, t) at y = x / (1 + sigma),
+    t = 1 / (1 + sigma) (`predictions.denoise`; `flowjax.edm`'s module docstring derives the map), in ``dtype``."""
+    data_prediction = predictions.denoise(velocity_fn, interpolants.schedule("linear"))
+
+    def denoise_fn(x: jax.Array, sigma: jax.Array) -> jax.Array:
+        y, t = edm.to_flow(x, sigma)
+        return data_prediction(y, t)[0].astype(dtype)
+
+    return denoise_fn
+
+
 def _edm_solve(
     sampler: Callable[..., Any],
     velocity_fn: VelocityFn,
@@ -460,12 +472,7 @@ def _edm_solve(
     """
     x0 = _as_float(x0)
     dtype = x0.dtype
-    data_prediction = predictions.denoise(velocity_fn, interpolants.schedule("linear"))
-
-    def denoise_fn(x: jax.Array, sigma: jax.Array) -> jax.Array:
-        y, t = edm.to_flow(x, sigma)
-        return data_prediction(y, t)[0].astype(dtype)
-
+    denoise_fn = _ve_denoiser(velocity_fn, dtype)
     out = sampler(denoise_fn, x0, num_steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, return_path=return_path)
     if not return_path:
         return out
@@ -558,13 +565,7 @@ def lmm_sampler(
     if float(t0) != 0.0 or float(t1) != 1.0:
         raise ValueError(f"{name} runs from sigma_max to 0 (t from 0 to 1); got t0={t0}, t1={t1} (eval.t_end).")
     x0 = _as_float(x0)
-    dtype = x0.dtype
-    data_prediction = predictions.denoise(velocity_fn, interpolants.schedule("linear"))
-
-    def denoise_fn(x: jax.Array, sigma: jax.Array) -> jax.Array:
-        y, t = edm.to_flow(x, sigma)
-        return data_prediction(y, t)[0].astype(dtype)
-
+    denoise_fn = _ve_denoiser(velocity_fn, x0.dtype)
     sigmas = lmm.step_sigmas(steps, num_steps, sigma_min, sigma_max, rho)
     if not stochastic:
         return lmm.euler(denoise_fn, x0, sigmas)
