@@ -65,7 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
     model.weights = ""
 
     config.coupling = coupling = ml_collections.ConfigDict()
-    coupling.name = "independent"  # independent | exact_ot | sinkhorn | loom | dansm | immiscible
+    coupling.name = "independent"  # independent | exact_ot | sinkhorn | loom | dansm | immiscible | encoder
     coupling.solver = "auto"  # exact assignment: auto (ott on TPU, scipy elsewhere) | ott | scipy
     coupling.scope = "device"  # exact_ot, sinkhorn, loom: match each device's minibatch, or the "global" batch
     coupling.cost = (
@@ -79,6 +79,16 @@ def get_config() -> ml_collections.ConfigDict:
     coupling.save_assignments = True  # loom: False draws fresh noise each step ("w/o saving" = BatchOT)
     coupling.match_only_epochs = 0  # loom: epochs of matching before any gradient step ("train after convergence")
     coupling.match_size = 0  # dansm, immiscible: pool size, any size (0: the global batch)
+    # encoder (Lee, Kim & Ye 2023, "Minimizing trajectory curvature"): z ~ q_phi(z|x) learned jointly with the
+    # network, with beta * KL(q_phi(z|x) || p(z)) per dimension (Eq. 11); None: beta -> infinity, the independent
+    # coupling exactly. The encoder is a network like the model section's (its fields with the prefix encoder_),
+    # outputting [mu, log sigma^2].
+    coupling.beta = ml_collections.config_dict.placeholder(float)
+    coupling.encoder_name = "mlp"  # the encoder network: mlp (encoder_hidden, ...) | unet (encoder_preset)
+    coupling.encoder_hidden = (64, 64, 64)
+    coupling.encoder_time_embed_dim = 32
+    coupling.encoder_activation = "silu"
+    coupling.encoder_preset = ""  # unet: e.g. ddpmpp_edm_encoder_cifar10 (the paper's "small" encoder)
 
     config.loss = loss = ml_collections.ConfigDict()
     # flow_matching (velocity) | epsilon (DDPM noise prediction, sample with ddim) | edm (Karras et al. 2022's
@@ -137,6 +147,8 @@ def get_config() -> ml_collections.ConfigDict:
     training.batch_size = 256  # global, across all devices
     training.seed = 0
     training.ema_decay = 0.999
+    training.ema_warmup = True  # decay min(ema_decay, (1 + step) / (10 + step)); False: ema_decay from the start
+    training.ema_start = 0  # the EMA equals the parameters for the first ema_start steps (the curvature paper's 300)
     training.log_every = 200
     training.checkpoint_every = 1_000
     training.keep_checkpoints = 3

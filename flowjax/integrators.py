@@ -10,6 +10,8 @@ t of shape [B]; the integrators pass ``jnp.full((B,), t)`` in x's float dtype.
 Fixed-step solvers (`euler`, `midpoint`, `heun`, `rk4`) take ``nfe``, a static Python int that is
 the exact number of velocity evaluations: ``nfe / stages(name)`` uniform steps, each a
 ``jax.lax.scan`` iteration that calls ``velocity_fn`` exactly ``stages(name)`` times.
+`heun_euler_last` is the curvature paper's Heun as its code implements it (Lee et al. 2023, Table 3): an odd nfe,
+(nfe + 1) / 2 uniform steps, Heun on all but the last, which is an Euler step (NFE 5 = 3 steps, 9 = 5).
 `euler_with` is `euler` for a field that also returns a value to keep at each grid point (the
 trajectory measures of `flowjax.metrics.straightness` use it).
 `dopri5` is adaptive (``jax.lax.while_loop``, in `flowjax._dopri5`) and returns the number of evaluations it
@@ -53,6 +55,8 @@ SCHEDULE_SOLVERS = ("ddim",)  # fixed-step solvers that also need the path's Sch
 EDM_SOLVERS = ("edm_euler", "edm_heun")
 # Lines Matching Models' samplers, named with their step indices: "lmm:0,1" (fresh noise), "lmm_euler:0,1".
 LMM_SOLVERS = ("lmm", "lmm_euler")
+# Heun with an Euler last step on the uniform grid (the curvature paper's code); an odd nfe, as edm_heun's.
+LAST_EULER = ("heun_euler_last",)
 
 _STAGES = (1, 2, 2, 4)  # velocity evaluations per step, aligned with FIXED_STEP
 
@@ -82,9 +86,10 @@ def parse_lmm(name: str) -> tuple[str, tuple[int, ...]] | None:
 
 def _check_name(name: str) -> None:
     """Raises ValueError unless ``name`` is a known solver."""
-    if name not in NAMES + SCHEDULE_SOLVERS + EDM_SOLVERS and parse_lmm(name) is None:
+    known = NAMES + LAST_EULER + SCHEDULE_SOLVERS + EDM_SOLVERS
+    if name not in known and parse_lmm(name) is None:
         raise ValueError(
-            f"Unknown ODE solver {name!r}; choose one of {NAMES + SCHEDULE_SOLVERS + EDM_SOLVERS} or an LMM sampler "
+            f"Unknown ODE solver {name!r}; choose one of {known} or an LMM sampler "
             "'lmm:<indices>' / 'lmm_euler:<indices>' (e.g. 'lmm:0,1') (config field eval.solvers)."
         )
 
@@ -100,6 +105,8 @@ def stages(name: str) -> int:
         return 1
     if name in EDM_SOLVERS:
         return 2 if name == "edm_heun" else 1
+    if name in LAST_EULER:
+        return 2
     if name not in FIXED_STEP:
         raise ValueError(f"{name} is adaptive: it has no fixed evaluations per step; stages() covers {FIXED_STEP}.")
     return _STAGES[FIXED_STEP.index(name)]
@@ -119,7 +126,7 @@ def valid_nfe(name: str, nfe: int) -> bool:
         return False
     if isinstance(nfe, bool) or not isinstance(nfe, (int, np.integer)):
         return False
-    if name == "edm_heun":
+    if name in ("edm_heun",) + LAST_EULER:
         return nfe >= 1 and nfe % 2 == 1
     if parse_lmm(name):
         return nfe == len(parse_lmm(name)[1])
@@ -327,6 +334,33 @@ def heun(
     ValueError unless nfe is even and ≥ 2.
     """
     return _fixed_step("heun", _heun_step, velocity_fn, x0, nfe, t0, t1, return_path)
+
+
+def heun_euler_last(
+    velocity_fn: VelocityFn,
+    x0: jax.Array,
+    nfe: int,
+    *,
+    t0: float = 0.0,
+    t1: float = 1.0,
+    return_path: bool = False,
+) -> jax.Array | tuple[jax.Array, jax.Array]:
+    """Heun as the curvature paper's code implements it ("Minimizing Trajectory Curvature of ODE-based Generative
+    Models", Table 3's "Heun's 2nd order method"): K = (nfe + 1) / 2 uniform steps, the first K - 1 Heun steps
+    and the last one an Euler step, so NFE = 2K - 1 (5 = 3 steps, 9 = 5; nfe 1 is one Euler step). The paper
+    integrates from noise at its t = 1 to data at t = 0: its last, Euler, step ends at the data, as here at t1.
+    Returns x at t1; with ``return_path`` also the K + 1 grid states. ValueError unless nfe is odd and >= 1.
+    """
+    if not valid_nfe("heun_euler_last", nfe):
+        raise ValueError(f"heun_euler_last needs an odd nfe >= 1 (K steps spend 2K - 1 evaluations), got {nfe!r}.")
+    n_steps = (int(nfe) + 1) // 2
+    x0 = _as_float(x0)
+    t0, t1 = jnp.asarray(t0, x0.dtype), jnp.asarray(t1, x0.dtype)
+    h = (t1 - t0) / n_steps
+    f = _batched_time(velocity_fn, x0)
+    x, path, _ = _scan_grid(lambda x, i: (_heun_step(f, x, t0 + i * h, h), None), x0, n_steps - 1, return_path)
+    x1 = (x + h * f(x, t1 - h)).astype(x0.dtype)
+    return (x1, jnp.concatenate([path, x1[None]], axis=0)) if return_path else x1
 
 
 def rk4(
@@ -611,4 +645,6 @@ def get(name: str, schedule: interpolants.Schedule | None = None) -> Callable[..
                 f"integrators.get({name!r}, schedule=interpolants.schedule(config.loss.interpolant))."
             )
         return functools.partial(ddim, schedule=schedule)
+    if name in LAST_EULER:
+        return heun_euler_last
     return (euler, midpoint, heun, rk4, dopri5)[NAMES.index(name)]

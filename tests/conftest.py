@@ -12,6 +12,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # main.py's persistent compilation cache: one per test session, shared by its subprocess runs, never the user's.
 os.environ.setdefault("FLOWJAX_COMPILATION_CACHE", tempfile.mkdtemp(prefix="flowjax-test-jax-cache-"))
+# The same cache for the tests' own programs: a resumed run's or a second setup's step is the program compiled before.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.environ["FLOWJAX_COMPILATION_CACHE"])
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
 import pytest  # noqa: E402

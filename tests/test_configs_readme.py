@@ -37,12 +37,14 @@ PAPER_SCALE = (
     "lmm_cifar10.py",
     "lmm_imagenet64.py",
     "lmm_afhq64.py",
+    "curvature_cifar10_a.py",
+    "curvature_cifar10_b.py",
 )
+BUILDERS = ("__init__.py", "toy.py", "digits.py", "images.py", "lmm.py", "curvature.py")  # no get_config of their own
 CONFIGS = sorted(
     p
     for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
-    if os.path.basename(p) not in ("__init__.py", "toy.py", "digits.py", "images.py", "lmm.py") + PAPER_SCALE
-    and "_digits" not in p
+    if os.path.basename(p) not in BUILDERS + PAPER_SCALE and "_digits" not in p
 )
 # the coupling comparison on the digits; configs/rf_digits.py (class subsets) is tested in tests/test_train.py,
 # configs/edm_digits.py (another loss, conditional) in tests/test_edm_training.py, configs/lmm_digits.py (pairs) in

@@ -7,6 +7,9 @@ and how it runs, as named fields set here and nowhere else (the loop branches on
 - ``route``: ``"step"``, solved inside the compiled per-device train step on the minibatch; or
   ``"pools"``, matched by the input stream over pools of ``coupling.match_size`` examples
   (DANSM, Immiscible Diffusion; `pools.PoolStream`), the step training on the pairs as given.
+- ``"loss"``: learned (the curvature paper's encoder q_phi(z|x), `encoder.py`): the pairing is a differentiable
+  function of the coupling's own parameters, computed inside the loss, whose penalty it adds; the parameters
+  (``init_params``) are trained with the network's by the same optimizer and kept in the train state.
 - ``stateful``: whether it keeps a state across steps (LOOM-CFM's assignment, checkpointed with
   the train state); a stateless coupling's pairings do not depend on the training state.
 - ``scope``: ``"device"`` (each device matches its local minibatch) or ``"global"`` (the minibatch
@@ -20,12 +23,12 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 
-from flowjax.couplings import assignment, dansm, immiscible, loom, pools
+from flowjax.couplings import assignment, dansm, encoder, immiscible, loom, pools
 from flowjax.couplings.base import Couple, independent, with_scope
 from flowjax.couplings.minibatch_ot import exact_ot, sinkhorn
 
-NAMES = ("independent", "exact_ot", "sinkhorn", "loom", "dansm", "immiscible")
-ROUTES = ("step", "pools")
+NAMES = ("independent", "exact_ot", "sinkhorn", "loom", "dansm", "immiscible", "encoder")
+ROUTES = ("step", "pools", "loss")
 SCOPES = ("device", "global")
 
 
@@ -35,7 +38,11 @@ class Coupling(NamedTuple):
     ``couple(key, x0, x1, state, index)`` runs inside the pmapped step (``index``: training-set
     indices of the local minibatch) when ``route == "step"``; ``init_state(key, num_train)`` is its
     initial state (None unless ``stateful``); ``pool_match(x1, x0) -> perm`` is the matcher that
-    the input stream runs on each pool when ``route == "pools"``.
+    the input stream runs on each pool when ``route == "pools"``. When ``route == "loss"``,
+    ``init_params(key, example_x1)`` initialises the coupling's parameters, ``learned(params, x0, x1, rng) ->
+    (x0_paired, penalty, info)`` pairs inside the loss (``rng``: the encoder's dropout key; the step adds
+    ``penalty`` to the loss) and ``encode(params, x1) -> (mu, log sigma^2)`` is the deterministic encoder
+    (evaluation: reconstructions, the aggregate q_phi(z)).
     """
 
     couple: Callable
@@ -44,6 +51,9 @@ class Coupling(NamedTuple):
     stateful: bool = False
     scope: str = "device"
     pool_match: Callable | None = None
+    init_params: Callable[[jax.Array, jax.Array], Any] | None = None
+    learned: Callable | None = None
+    encode: Callable | None = None
 
     @property
     def gathers(self) -> bool:
@@ -58,7 +68,7 @@ def _stateless(couple: Couple, scope: str) -> Coupling:
 def _pooled(match: Callable) -> Coupling:
     """A pool coupling: the input stream pairs the data, the step trains on the pairs as given."""
     return Coupling(
-        lambda key, x0, x1, state, index: (x0, x1, state, {}),
+        _identity,
         lambda key, n: None,
         route="pools",
         scope="global",
@@ -66,11 +76,67 @@ def _pooled(match: Callable) -> Coupling:
     )
 
 
-def make(cfg, *, axis_name: str | None = None, noise_one: Callable | None = None) -> Coupling:
+def _identity(key, x0, x1, state, index):  # the step's pairing of a coupling that pairs elsewhere
+    return x0, x1, state, {}
+
+
+ENCODER_FIELDS = ("name", "hidden", "time_embed_dim", "activation", "preset")
+
+
+def encoder_network_config(cfg, out_channels: int = 0):
+    """The ``model``-like section of the encoder network that ``coupling.encoder_*`` describe, its last layer at
+    zero (the encoder starts at its prior) and ``out_channels`` outputs."""
+    import ml_collections
+
+    net = ml_collections.ConfigDict({f: cfg[f"encoder_{f}"] for f in ENCODER_FIELDS})
+    net.out_channels, net.zero_init_output = out_channels, True
+    return net
+
+
+def _learned_encoder(cfg, prior_std: Any) -> Coupling:
+    """The curvature paper's encoder coupling (`encoder.py`) with the network ``coupling.encoder_*`` describe."""
+    import jax.numpy as jnp
+
+    from flowjax import models
+
+    if not cfg.beta > 0:
+        raise ValueError(
+            f"coupling.beta must be > 0 (the weight of the KL term, Eq. 11), got {cfg.beta}; None is the "
+            "independent coupling (beta -> infinity)."
+        )
+
+    # [mu, log sigma^2]: twice the input's channels, zero at init (the prior, as the paper's init_zero: training
+    # starts from the independent coupling)
+    @functools.cache
+    def network(channels: int):
+        return models.make(encoder_network_config(cfg, out_channels=2 * channels))
+
+    def apply(params, x, **kw):  # the encoder reads x at its constant time, the noise end (flowjax's t = 0)
+        return network(x.shape[-1]).apply({"params": params}, x, jnp.zeros((x.shape[0],), x.dtype), **kw)
+
+    def init_params(key, x):
+        return network(x.shape[-1]).init(key, x, jnp.zeros((x.shape[0],), x.dtype))["params"]
+
+    def learned(params, x0, x1, rng):
+        encode = lambda x: apply(params, x, train=True, rngs={"dropout": rng})
+        return encoder.couple(encode, x0, x1, beta=cfg.beta, prior_std=prior_std)
+
+    return Coupling(
+        _identity,
+        lambda key, n: None,
+        route="loss",
+        init_params=init_params,
+        learned=learned,
+        encode=lambda params, x: encoder.split(apply(params, x)),
+    )
+
+
+def make(cfg, *, axis_name: str | None = None, noise_one: Callable | None = None, prior_std: Any = None) -> Coupling:
     """The coupling the config section ``coupling`` names, with its options bound.
 
     ``axis_name``: the pmap axis of the train step (matching scope needs it); ``noise_one(key)``
-    draws one noise sample (LOOM regenerates its noise from seeds with it).
+    draws one noise sample (LOOM regenerates its noise from seeds with it); ``prior_std``: the noise's
+    per-dimension standard deviation when it is a Gaussian N(0, diag s^2), else None (the encoder's KL needs it).
     """
     name = cfg.name
     if name not in NAMES:
@@ -81,8 +147,15 @@ def make(cfg, *, axis_name: str | None = None, noise_one: Callable | None = None
         raise ValueError(f"Unknown coupling.cost {cfg.cost!r}; choose one of {assignment.COSTS}.")
     assignment.resolve_solver(cfg.solver)
     scoped = (lambda c: with_scope(c, cfg.scope, axis_name)) if axis_name is not None else (lambda c: c)
-    if name == "independent":
+    if name == "independent" or (name == "encoder" and cfg.beta is None):  # beta -> infinity: independent
         return _stateless(independent, "device")  # nothing is matched, so nothing is gathered
+    if name == "encoder":
+        if prior_std is None:
+            raise ValueError(
+                "coupling.name='encoder' keeps q_phi(z) near a Gaussian prior (its KL term), but this data's noise "
+                "(data.source) is not a Gaussian N(0, diag s^2); use data.source='normal' or 'wide_normal'."
+            )
+        return _learned_encoder(cfg, prior_std)
     if name == "exact_ot" or (name == "loom" and not cfg.save_assignments):  # LOOM w/o saving = BatchOT
         return _stateless(scoped(functools.partial(exact_ot, solver=cfg.solver, cost=cfg.cost)), cfg.scope)
     if name == "sinkhorn":
@@ -136,6 +209,7 @@ __all__ = [
     "SCOPES",
     "assignment",
     "dansm",
+    "encoder",
     "exact_ot",
     "immiscible",
     "independent",

@@ -95,6 +95,14 @@ def noise_sampler(data: ml_collections.ConfigDict | dict, shape: tuple[int, ...]
     return lambda key: sampler(key, 1)[0]
 
 
+def prior_std(data: ml_collections.ConfigDict) -> float | tuple | None:
+    """The noise's per-dimension standard deviation s when it is a Gaussian N(0, diag s^2) (N(0, I): 1.0; images
+    and digits always), else None (a toy source)."""
+    if kind(data) in ("digits", "images"):
+        return 1.0
+    return toy2d.GAUSSIAN_SOURCES.get(data.get("source", "normal"))
+
+
 def num_examples(data: ml_collections.ConfigDict) -> int:
     """Indices of the fixed training set of a toy, the digits or stored pairs (0: fresh toy samples), read
     without loading the data; an image data set's size is known once it is opened (`from_config`)."""

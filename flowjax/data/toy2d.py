@@ -12,6 +12,9 @@ Scales follow the common FFJORD / torchcfm toys so results are comparable:
 - ``concentric_circles``: two rings of radii 1.5 and 3, equal mass, isotropic Gaussian noise (std 0.05).
 - ``gaussian_mixture``, ``standard_normal``: general mixtures / the N(0, I) source.
 - ``two_gaussians_128``: the 128-D two-Gaussian toy of Lines Matching Models' Table 1 (`two_gaussians`).
+- ``two_modes`` and its source ``wide_normal``: the 2-D toy of the curvature paper's released code (Figs. 1, 2
+  and 4; the paper does not describe it): N((-8, 8), diag(3, 0.1)) and N((8, 8), diag(3, 0.1)) with equal
+  weights, from the "wide prior" N(0, diag(36, 1)) (`WIDE_PRIOR_STD`).
 
 Every draw takes an explicit ``jax.random`` key; the samplers are jitted (``n`` and shape
 arguments static). `train_set` / `test_set` give fixed data sets from an integer seed, with
@@ -140,6 +143,25 @@ def two_gaussians(key: jax.Array, n: int, dim: int = 128) -> jax.Array:
     return side * mean + std * jax.random.normal(k_noise, (n, dim))
 
 
+WIDE_PRIOR_STD = (6.0, 1.0)  # the curvature paper code's "wide prior" N(0, diag(36, 1)) (its default)
+
+
+@functools.partial(jax.jit, static_argnames="n")
+def wide_normal(key: jax.Array, n: int) -> jax.Array:
+    """[n, 2] draws from N(0, diag(36, 1)), the curvature paper code's noise for its 2-D toy."""
+    return jax.random.normal(key, (n, 2)) * jnp.asarray(WIDE_PRIOR_STD)
+
+
+@functools.partial(jax.jit, static_argnames="n")
+def two_modes(key: jax.Array, n: int) -> jax.Array:
+    """[n, 2] draws of the curvature paper code's 2-D toy: N((-8, 8), diag(3, 0.1)) and N((8, 8), diag(3, 0.1)),
+    equally likely (a mixed batch; the code alternates batches of one mode)."""
+    k_side, k_noise = jax.random.split(key)
+    side = jnp.where(jax.random.bernoulli(k_side, 0.5, (n,)), 8.0, -8.0)
+    mean = jnp.stack([side, jnp.full((n,), 8.0)], axis=1)
+    return mean + jnp.sqrt(jnp.asarray([3.0, 0.1])) * jax.random.normal(k_noise, (n, 2))
+
+
 SAMPLERS: dict[str, Callable[..., jax.Array]] = {
     "two_gaussians_128": two_gaussians,
     "8gaussians": eight_gaussians,
@@ -148,7 +170,12 @@ SAMPLERS: dict[str, Callable[..., jax.Array]] = {
     "gaussian_mixture": gaussian_mixture,
     "circles": concentric_circles,
     "normal": standard_normal,
+    "two_modes": two_modes,
+    "wide_normal": wide_normal,
 }
+
+# The toy sources that are Gaussians N(0, diag s^2): their per-dimension s (a learned coupling's prior needs it).
+GAUSSIAN_SOURCES = {"normal": 1.0, "wide_normal": WIDE_PRIOR_STD}
 
 
 def get_sampler(name: str, **kwargs) -> Sampler:

@@ -63,7 +63,13 @@ def make(cfg) -> nn.Module:
     if cfg.name == "mlp":
         if cfg.activation not in mlp.ACTIVATIONS:
             raise ValueError(f"Unknown model.activation {cfg.activation!r}; choose one of {sorted(mlp.ACTIVATIONS)}.")
-        return mlp.MLP(hidden=tuple(cfg.hidden), time_embed_dim=cfg.time_embed_dim, activation=cfg.activation)
+        return mlp.MLP(
+            hidden=tuple(cfg.hidden),
+            time_embed_dim=cfg.time_embed_dim,
+            activation=cfg.activation,
+            out_channels=cfg.get("out_channels") or 0,
+            zero_init_output=bool(cfg.get("zero_init_output")),
+        )
     if cfg.name == "unet":
         return _make_unet(cfg)
     raise ValueError(f"Unknown model {cfg.name!r}; choose one of {NAMES} (config field model.name).")

@@ -28,6 +28,8 @@ class MLP(nn.Module):
     hidden: Sequence[int] = (64, 64, 64)
     time_embed_dim: int = 32
     activation: str = "silu"
+    out_channels: int = 0  # size of the output's last axis; 0: as the input's (a velocity)
+    zero_init_output: bool = False  # the last layer starts at zero (an encoder that starts at its prior)
 
     @nn.compact
     def __call__(self, x: jax.Array, t: jax.Array, y: jax.Array | None = None, *, train: bool = False) -> jax.Array:
@@ -37,4 +39,11 @@ class MLP(nn.Module):
         h = jnp.concatenate([x.reshape(x.shape[0], -1), t[:, None], sinusoidal_embedding(t, self.time_embed_dim)], -1)
         for width in self.hidden:
             h = act(nn.Dense(width)(h))
-        return nn.Dense(x[0].size)(h).reshape(x.shape)
+        if not self.out_channels:
+            return nn.Dense(x[0].size, kernel_init=self._out_init)(h).reshape(x.shape)
+        out = nn.Dense(x[0].size // x.shape[-1] * self.out_channels, kernel_init=self._out_init)(h)
+        return out.reshape(x.shape[:-1] + (self.out_channels,))
+
+    @property
+    def _out_init(self):
+        return nn.initializers.zeros if self.zero_init_output else nn.initializers.lecun_normal()

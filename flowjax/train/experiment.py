@@ -15,7 +15,7 @@ from flowjax.data import dataset as datasets
 from flowjax.data import pairs, stream
 from flowjax.models import weights
 from flowjax.train import lmm_stages
-from flowjax.train.step import AXIS, PREDICTION, TrainState, make_optimizer
+from flowjax.train.step import AXIS, PREDICTION, TrainState, make_optimizer, trainable
 
 
 class Experiment(NamedTuple):
@@ -86,6 +86,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
             "a coupling that matches noise across classes would leave each class's noise non-Gaussian, so the "
             "conditional model could not be sampled from N(0, I). Use coupling.name='independent' (or stored pairs)."
         )
+    if config.coupling.name == "encoder" and config.coupling.beta is not None:
+        validate_encoder(config)
     if datasets.kind(config.data) == "pairs" and config.coupling.name != "independent":
         raise ValueError(
             f"data.name='pairs' trains on the stored (x0, x1) pairs as they are, but coupling.name="
@@ -102,6 +104,24 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     if config.coupling.match_only_epochs and not num_train:
         raise ValueError("coupling.match_only_epochs counts epochs of a fixed training set: set data.num_train.")
+
+
+def validate_encoder(config: ml_collections.ConfigDict) -> None:
+    """The curvature paper's learned encoder coupling (coupling.name = "encoder", a finite coupling.beta)."""
+    if config.loss.name != "flow_matching":
+        raise ValueError(
+            f"coupling.name='encoder' learns its coupling through the flow-matching loss (the curvature paper, "
+            f"Eq. 11); set loss.name='flow_matching' (it is {config.loss.name!r})."
+        )
+    if datasets.prior_std(config.data) is None:
+        raise ValueError(
+            f"coupling.name='encoder' keeps q_phi(z) near a Gaussian prior, but data.source={config.data.source!r} "
+            "is not one; use data.source='normal' (or 'wide_normal', the curvature paper's 2-D toy prior)."
+        )
+    if config.coupling.encoder_name not in models.NAMES:
+        raise ValueError(
+            f"Unknown coupling.encoder_name {config.coupling.encoder_name!r}; choose one of {models.NAMES}."
+        )
 
 
 def lines_commands(config: ml_collections.ConfigDict, workdir: str = "runs/lmm") -> str:
@@ -185,6 +205,19 @@ def init_state(model, tx, example_x: jax.Array, key: jax.Array, conditional: boo
     return init(example_x, key)
 
 
+def init_coupling_params(coupling, tx, state: TrainState, example_x: jax.Array, key: jax.Array) -> TrainState:
+    """``state`` with a learned coupling's initial parameters (and their EMA), and the one optimizer's state of
+    the network's and the coupling's parameters together; one compiled program, as `init_state`."""
+
+    @jax.jit
+    def init(state, x, k):
+        phi = coupling.init_params(k, x)
+        state = state.replace(coupling_params={"params": phi, "ema_params": phi})
+        return state.replace(opt_state=tx.init(trainable(state)))
+
+    return init(state, example_x, key)
+
+
 def from_converted(config: ml_collections.ConfigDict, model, tx, state: TrainState, input_shape) -> TrainState:
     """``state`` with the parameters (and EMA parameters) of the converted network ``model.weights``, checked
     against the model (every shape), its record (hash) and the config's EDM settings (`weights.load_converted`)."""
@@ -232,13 +265,17 @@ def setup(config: ml_collections.ConfigDict) -> Experiment:
     dataset = datasets.from_config(config)
     model = models.make(config.model)
     tx = make_optimizer(config.optim, config.training.num_steps)
-    coupling = couplings.make(config.coupling, axis_name=AXIS, noise_one=dataset.noise_one)
+    coupling = couplings.make(
+        config.coupling, axis_name=AXIS, noise_one=dataset.noise_one, prior_std=datasets.prior_std(config.data)
+    )
     key = jax.random.PRNGKey(config.training.seed)
     conditional = datasets.model_classes(config) > 0
     state = init_state(model, tx, jnp.zeros((1,) + dataset.shape), jax.random.fold_in(key, 0), conditional)
     if config.model.get("weights"):
         state = from_converted(config, model, tx, state, (1,) + dataset.shape)
     state = state.replace(coupling_state=coupling.init_state(jax.random.fold_in(key, 3), dataset.num_examples))
+    if coupling.init_params is not None:  # a learned coupling: trained with the network by the one optimizer
+        state = init_coupling_params(coupling, tx, state, jnp.zeros((1,) + dataset.shape), jax.random.fold_in(key, 6))
     apply_fn = lambda params, x, t, **kw: model.apply({"params": params}, x, t, **kw)
     velocity_fn = make_velocity_fn(config, apply_fn)
     frozen, real = lmm_stages.frozen_params(config), None

@@ -40,6 +40,31 @@ class TrainState:
     opt_state: Any
     coupling_state: Any = None
     disc: Any = None  # LMM's discriminator {"params", "projection", "opt_state"} (lmm_stages), else None
+    # A learned coupling's parameters {"params", "ema_params"} (the curvature paper's encoder), else None. They are
+    # trained with `params` by one optimizer: opt_state is then the state of (params, coupling_params["params"]).
+    coupling_params: Any = None
+
+
+def trainable(state: TrainState) -> Any:
+    """What the optimizer updates: the network's parameters, and a learned coupling's with them."""
+    if state.coupling_params is None:
+        return state.params
+    return state.params, state.coupling_params["params"]
+
+
+def with_trainable(state: TrainState, new: Any, new_ema: Any) -> TrainState:
+    """``state`` with `trainable`'s parameters and their EMA replaced."""
+    if state.coupling_params is None:
+        return state.replace(params=new, ema_params=new_ema)
+    coupling_params = {"params": new[1], "ema_params": new_ema[1]}
+    return state.replace(params=new[0], ema_params=new_ema[0], coupling_params=coupling_params)
+
+
+def ema_of(state: TrainState) -> Any:
+    """The EMA of `trainable`'s parameters."""
+    if state.coupling_params is None:
+        return state.ema_params
+    return state.ema_params, state.coupling_params["ema_params"]
 
 
 def make_optimizer(cfg: ml_collections.ConfigDict, num_steps: int) -> optax.GradientTransformation:
@@ -117,7 +142,10 @@ def make_train_step(
     ``model.num_classes > 0`` "label" [b] (class indices the network is conditioned on, ``y=``), and with
     ``noise_in_batch`` the noise "x0" [b, ...] the input stream has already paired (pool couplings, stored
     pairs); otherwise the step draws it with ``noise_one(key)``. ``coupling.couple(key, x0, x1,
-    coupling_state, index)`` pairs them (a pool coupling's keeps the pairs as given). During the first
+    coupling_state, index)`` pairs them (a pool coupling's keeps the pairs as given); a learned
+    coupling (``coupling.route == "loss"``, the curvature paper's encoder) re-pairs them inside the loss with
+    ``state.coupling_params``, adds its penalty (beta KL) to the loss, and is updated with the network by the same
+    optimizer and EMA. During the first
     ``match_only_steps`` steps only the coupling state changes (LOOM-CFM's "train after convergence").
 
     With ``training.steps_per_call = K > 1`` the function takes K steps, ``(state, batches, keys)`` with
@@ -136,6 +164,7 @@ def make_train_step(
     sched = interpolants.schedule(config.loss.interpolant, config.loss.sigma_min)
     sample_t = losses.get_time_sampler(config.loss.time_sampler, config.loss.time_mean, config.loss.time_std)
     sigma, decay = config.loss.sigma, config.training.ema_decay
+    ema_warmup, ema_start = config.training.get("ema_warmup", True), config.training.get("ema_start", 0)
     if config.loss.name == "lines":
         lines_sigma = lines_sigma_options(config)
 
@@ -176,7 +205,14 @@ def make_train_step(
             lines, pred = lmm.lines_loss(denoise, params, x0, x1, t, distance_fn=dist, weight_fn=weight)
             return scale * config.lmm.lines_weight * lines, pred
 
-        def loss_fn(params):
+        def loss_fn(trained):  # (the loss, a learned coupling's info)
+            if coupling.route != "loss":
+                return network_loss(trained, x0), {}
+            params, phi = trained
+            z, penalty, coupling_info = coupling.learned(phi, x0, x1, jax.random.fold_in(k_drop, 1))
+            return network_loss(params, z) + scale * penalty, coupling_info
+
+        def network_loss(params, x0):
             if config.loss.name == "lines":
                 return lines_fn(params)[0]
             if config.loss.name == "edm":
@@ -203,22 +239,26 @@ def make_train_step(
                 AXIS,
             )
         else:
-            loss, grads = jax.value_and_grad(loss_fn)(state.params)
+            (loss, coupling_info), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable(state))
             grads = lax.pmean(grads, AXIS)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        # EMA warm-up (as TF's ExponentialMovingAverage with num_updates): early averages forget the init.
-        rate = jnp.minimum(decay, (1.0 + state.step) / (10.0 + state.step))
-        ema = optax.incremental_update(params, state.ema_params, 1.0 - rate)
+            info = {**info, **coupling_info}
+        old = trainable(state)
+        updates, opt_state = tx.update(grads, state.opt_state, old)
+        params = optax.apply_updates(old, updates)
+        # EMA warm-up (as TF's ExponentialMovingAverage with num_updates): early averages forget the init; or a
+        # constant decay (training.ema_warmup=False); the EMA equals the parameters before training.ema_start.
+        rate = jnp.minimum(decay, (1.0 + state.step) / (10.0 + state.step)) if ema_warmup else jnp.asarray(decay)
+        rate = jnp.where(state.step < ema_start, 0.0, rate)
+        ema = optax.incremental_update(params, ema_of(state), 1.0 - rate)
         if match_only_steps:
             keep = state.step < match_only_steps
             params, opt_state, ema = jax.tree.map(
-                lambda old, new: jnp.where(keep, old, new),
-                (state.params, state.opt_state, state.ema_params),
-                (params, opt_state, ema),
+                lambda a, b: jnp.where(keep, a, b), (old, state.opt_state, ema_of(state)), (params, opt_state, ema)
             )
         metrics = lax.pmean({"loss": loss, "grad_norm": optax.global_norm(grads), **info, **stage_metrics}, AXIS)
-        new_state = TrainState(state.step + 1, params, ema, opt_state, coupling_state, disc)
+        new_state = with_trainable(state, params, ema).replace(
+            step=state.step + 1, opt_state=opt_state, coupling_state=coupling_state, disc=disc
+        )
         return new_state, metrics
 
     def step(state: TrainState, batch: dict, key: jax.Array, frozen: Any = None):

@@ -46,6 +46,8 @@ RUN_IDENTITY = (
     "training.seed",
     "training.batch_size",
     "training.ema_decay",
+    "training.ema_warmup",
+    "training.ema_start",
     "training.init_from",
 )
 # Fields of RUN_IDENTITY that a resumed run may change: the step size and its safeguards, what one changes to
@@ -279,12 +281,13 @@ STATE_FIELDS = ("step", "params", "ema_params", "opt_state", "coupling_state")
 
 
 def checkpoint_tree(state: TrainState) -> dict:
-    """What a checkpoint holds: the train state's fields, and ``disc`` only for a run with a discriminator (LMM's
-    adversarial stage), so that every other run's checkpoints keep the layout they had before it existed (and
-    those written before it still restore)."""
+    """What a checkpoint holds: the train state's fields, with ``disc`` (LMM's adversarial stage) and
+    ``coupling_params`` (a learned coupling) only for runs that have them, so that every other run's checkpoints
+    keep the layout they had before these existed (and those written before them still restore)."""
     tree = {name: getattr(state, name) for name in STATE_FIELDS}
-    if state.disc is not None:
-        tree["disc"] = state.disc
+    for name in ("disc", "coupling_params"):
+        if getattr(state, name) is not None:
+            tree[name] = getattr(state, name)
     return tree
 
 

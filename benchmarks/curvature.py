@@ -1,0 +1,169 @@
+"""Reproduces "Minimizing Trajectory Curvature of ODE-based Generative Models" (Lee, Kim & Ye, ICML 2023) at CPU scale.
+
+Task ``toy`` (Figs. 1, 2 and 4): configs/curvature_toy.py (the released code's two anisotropic Gaussians from the
+wide prior N(0, diag(36, 1))) trained with the encoder coupling at each beta of ``--betas`` and with the independent
+coupling, then for each: the curvature of Sec. 5.2 (10,000 Euler trajectories of 128 steps from the prior, per
+element), the held-out flow-matching loss as the estimate of the I(q) bound (Eq. 8; 20,000 held-out points, z from
+the encoder or the prior, 10 draws of t), the encoder's KL per dimension, the reconstruction error (x against the
+128-step Euler solution from its own z) and ||z / s|| under q_phi(z) against the prior's, and the W2 of samples to
+held-out points at few steps (the run's evaluation sweep: Euler, and the paper's Heun with an Euler last step).
+Paper's claims: curvature and the I(q) bound fall as beta falls, and few-step sampling improves; too small a beta
+mismatches the prior. Writes trajectory plots (forward lines x -> z, reverse Euler paths from the prior) for the
+independent coupling and beta = 10 to ``<workdir>/toy_trajectories.png``.
+
+    python benchmarks/curvature.py --workdir runs/curvature --toy_steps 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from benchmarks import common  # noqa: E402
+from flowjax import integrators, train  # noqa: E402
+from flowjax.couplings import encoder  # noqa: E402
+from flowjax.data import dataset as datasets  # noqa: E402
+from flowjax.data import toy2d  # noqa: E402
+from flowjax.metrics import coupling as coupling_metrics  # noqa: E402
+from flowjax.metrics import straightness  # noqa: E402
+
+BETAS = "1,2,5,10,20,independent"
+SWEEP = (("euler", 1), ("euler", 2), ("heun_euler_last", 3), ("heun_euler_last", 5), ("euler", 128))
+
+
+def load(name: str):
+    path, _, arg = name.partition(":")
+    module = importlib.import_module(f"configs.{path}")
+    return module.get_config(arg) if arg else module.get_config()
+
+
+def toy_config(beta: str, steps: int | None):
+    config = load(f"curvature_toy:{beta}")
+    if steps:
+        every = min(steps, 1_000)
+        config.training.num_steps, config.training.log_every, config.training.checkpoint_every = steps, every, steps
+    return config
+
+
+def toy_row(config, workdir: str, label: str) -> dict:
+    exp = train.setup(config)
+    state = train.load_checkpoint(config, workdir, exp.state)
+    velocity = lambda x, t: exp.velocity_fn(state.ema_params, x, t)
+    prior_std = jnp.asarray(datasets.prior_std(config.data))
+    key = jax.random.PRNGKey(0)
+    k_x0, k_prior, k_t = jax.random.split(key, 3)
+    x1 = toy2d.test_set("two_modes", 20_000, seed=config.data.test_seed)
+    x0 = jax.random.normal(k_x0, x1.shape) * prior_std
+    if exp.coupling.encode is not None:
+        mu, logvar = exp.coupling.encode(state.coupling_params["ema_params"], x1)
+        z, kl = encoder.reparameterize(mu, logvar, x0, prior_std), float(encoder.kl_per_dim(mu, logvar))
+    else:
+        z, kl = x0, None
+    prior = jax.random.normal(k_prior, (10_000, 2)) * prior_std
+    curvature = float(jax.jit(lambda x: straightness.curvature(velocity, x, 128))(prior))
+    bound = float(jax.jit(lambda a, b: coupling_metrics.intersection_bound(velocity, a, b, k_t, 10))(z, x1))
+    solve = jax.jit(lambda x: integrators.euler(velocity, x, 128))
+    recon = float(coupling_metrics.reconstruction_error(solve, z, x1))
+    z_norm, _ = coupling_metrics.norm_stats(z, prior_std)
+    prior_norm, _ = coupling_metrics.norm_stats(prior, prior_std)
+    with open(os.path.join(workdir, "eval", "metrics.json")) as f:
+        sweep = {(r["solver"], r["nfe"]): r["w2"] for r in json.load(f)["results"]}
+    row = {
+        "coupling": label,
+        "curvature": curvature,
+        "I(q) bound": bound,
+        "KL / dim": kl,
+        "recon. error": recon,
+        "E‖z/s‖ under q": float(z_norm),
+        "E‖z/s‖ under p": float(prior_norm),
+    }
+    row.update({f"W2 {'Heun' if s != 'euler' else 'Euler'} {n}": sweep.get((s, n)) for s, n in SWEEP})
+    return row, (exp, state, z[:30], x1[:30])
+
+
+def plot_toy(path: str, panels: dict) -> None:
+    """Fig. 4-style panels: the forward lines x -> z of the coupling, and Euler paths (20 steps) from the prior."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(panels), 2, figsize=(9, 3.6 * len(panels)), squeeze=False)
+    for row, (label, (exp, state, z, x1)) in zip(axes, panels.items()):
+        for a, b in zip(np.asarray(z), np.asarray(x1)):
+            row[0].plot([a[0], b[0]], [a[1], b[1]], color="0.5", lw=0.6)
+        row[0].scatter(*np.asarray(z).T, s=6, c="k", label="z")
+        row[0].scatter(*np.asarray(x1).T, s=6, c="tab:blue", label="x")
+        row[0].set_title(f"{label}: forward lines x -> z")
+        prior = jax.random.normal(jax.random.PRNGKey(5), (30, 2)) * jnp.asarray(toy2d.WIDE_PRIOR_STD)
+        velocity = lambda x, t: exp.velocity_fn(state.ema_params, x, t)
+        _, path_ = integrators.euler(velocity, prior, 20, return_path=True)
+        for p in np.asarray(path_).transpose(1, 0, 2):
+            row[1].plot(p[:, 0], p[:, 1], color="tab:orange", lw=0.6)
+        row[1].scatter(*np.asarray(prior).T, s=6, c="k")
+        row[1].set_title(f"{label}: Euler, 20 steps, from the prior")
+        for ax in row:
+            ax.set_xlim(-18, 18)
+            ax.set_ylim(-9, 18)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    print(f"plots: {path}")
+
+
+def toy_table(workdir: str, steps: int | None, betas: list[str]) -> tuple[dict, dict]:
+    import main
+
+    rows, panels = [], {}
+    for beta in betas:
+        config = toy_config(beta, steps)
+        run_dir = os.path.join(workdir, "toy", beta)
+        main.run(config, run_dir, "train", f"curvature_toy:{beta}")
+        label = "independent" if beta == "independent" else f"encoder, beta = {beta}"
+        row, panel = toy_row(config, run_dir, label)
+        rows.append(row)
+        print(rows[-1], flush=True)
+        if beta in ("independent", "10"):
+            panels[label] = panel
+    if panels:
+        plot_toy(os.path.join(workdir, "toy_trajectories.png"), panels)
+    columns = list(rows[0])
+    formats = {c: ".4f" for c in columns if c != "coupling"}
+    title = (
+        "The 2-D toy (Figs. 1, 2, 4): curvature (Sec. 5.2, per element), the I(q) bound (Eq. 8, held-out flow-matching "
+        "loss per dimension), KL per dimension, reconstruction error, whitened noise norms, and W2 of samples to "
+        "held-out points at few steps (Heun: the paper's, last step Euler)"
+    )
+    config = toy_config(betas[0], steps)
+    settings = {"steps": config.training.num_steps, "batch": config.training.batch_size, "betas": betas}
+    return common.table("curvature_toy", title, columns, rows, formats), settings
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", default="runs/bench_curvature")
+    parser.add_argument("--tasks", default="toy")
+    parser.add_argument("--toy_steps", type=int, default=None, help="toy training steps (default: the config's)")
+    parser.add_argument("--betas", default=BETAS, help="toy: the betas (and 'independent') to train")
+    common.add_out_argument(parser, "curvature")
+    args = parser.parse_args()
+    tables, settings = [], {"workdir": args.workdir}
+    if "toy" in args.tasks.split(","):
+        table, settings["toy"] = toy_table(args.workdir, args.toy_steps, args.betas.split(","))
+        tables.append(table)
+    for t in tables:
+        print("\n" + common.markdown(t))
+    common.write(args.out, "curvature", tables, seeds=1, settings=settings)
+
+
+if __name__ == "__main__":
+    main()
