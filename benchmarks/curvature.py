@@ -11,7 +11,14 @@ Paper's claims: curvature and the I(q) bound fall as beta falls, and few-step sa
 mismatches the prior. Writes trajectory plots (forward lines x -> z, reverse Euler paths from the prior) for the
 independent coupling and beta = 10 to ``<workdir>/toy_trajectories.png``.
 
-    python benchmarks/curvature.py --workdir runs/curvature --toy_steps 20000
+Task ``digits`` (Figs. 5 and 7 analogue): configs/curvature_digits.py (the digits configs' small UNet, 2,000 steps)
+at each beta of ``--digits_betas``, beside the independent coupling, OT-CFM and LOOM-CFM trained with the same
+digits settings (configs/{icfm,otcfm,loom}_digits.py; ``--digits_baselines DIR`` reads runs already trained there,
+e.g. the digits benchmark's, instead of training them again). For each: FD-digits of 1,000 samples at Euler NFE
+1, 2, 4, 8 and the paper's Heun at NFE 5 and 9, the curvature (Sec. 5.2: Euler 128 steps, 1,000 trajectories) and
+the I(q) bound on the 300 test images. Paper's claims: curvature falls with beta and few-step FD improves.
+
+    python benchmarks/curvature.py --workdir runs/curvature --toy_steps 20000 --tasks toy,digits
 """
 
 from __future__ import annotations
@@ -148,17 +155,89 @@ def toy_table(workdir: str, steps: int | None, betas: list[str]) -> tuple[dict, 
     return common.table("curvature_toy", title, columns, rows, formats), settings
 
 
+DIGITS_BASELINES = {"icfm": "independent (I-CFM)", "otcfm": "OT-CFM (exact, per batch)", "loom": "LOOM-CFM, 4 caches"}
+DIGITS_SWEEP = (("euler", 1), ("euler", 2), ("euler", 4), ("euler", 8), ("heun_euler_last", 5), ("heun_euler_last", 9))
+
+
+def digits_row(config, workdir: str, label: str) -> dict:
+    """FD-digits by solver and NFE, the curvature and the I(q) bound of a trained digits run."""
+    from flowjax import evaluate
+    from flowjax.data import digits
+    from flowjax.metrics import fd_digits
+
+    exp = train.setup(config)
+    state = train.load_checkpoint(config, workdir, exp.state)
+    params = state.ema_params
+    velocity = lambda x, t: exp.velocity_fn(params, x, t)
+    x0 = evaluate.eval_noise(config, exp.noise_one, 1_000)
+    row = {"coupling": label}
+    for solver, nfe in DIGITS_SWEEP:
+        x, _ = evaluate.sample(exp.velocity_fn, params, x0, solver, nfe)
+        row[f"FD {'Heun' if solver != 'euler' else 'Euler'} {nfe}"] = fd_digits.fd_digits(np.asarray(x))
+    row["curvature"] = float(jax.jit(lambda x: straightness.curvature(velocity, x, 128))(x0))
+    test, _ = digits.from_config(config.data, "test")
+    test = jnp.asarray(test)
+    noise = jax.random.normal(jax.random.PRNGKey(11), test.shape)
+    z, row["KL / dim"] = noise, None
+    if exp.coupling.encode is not None:
+        mu, logvar = exp.coupling.encode(state.coupling_params["ema_params"], test)
+        z, row["KL / dim"] = encoder.reparameterize(mu, logvar, noise), float(encoder.kl_per_dim(mu, logvar))
+    # the bound of the coupling the model was trained with, on held-out data: the encoder's or the independent one
+    # (OT-CFM's and LOOM-CFM's couplings are of their training batches and set, not of the test images)
+    row["I(q) bound"] = None
+    if config.coupling.name in ("encoder", "independent"):
+        bound = jax.jit(lambda a, b: coupling_metrics.intersection_bound(velocity, a, b, jax.random.PRNGKey(12), 10))
+        row["I(q) bound"] = float(bound(z, test))
+    return row
+
+
+def digits_table(workdir: str, steps: int | None, betas: list[str], baselines_dir: str | None):
+    rows = []
+    for name, label in [(f"curvature_digits:{b}", f"encoder, beta = {b}") for b in betas] + [
+        (f"{m}_digits", label) for m, label in DIGITS_BASELINES.items()
+    ]:
+        config = load(name)
+        if steps:
+            config.training.num_steps = steps
+        run_dir = os.path.join(workdir, "digits", name.replace(":", "_"))
+        if name.endswith("_digits") and baselines_dir:
+            run_dir = os.path.join(baselines_dir, name[: -len("_digits")])
+        else:
+            train.train(config, run_dir)  # resumes a finished run at its last step: nothing is trained again
+        rows.append(digits_row(config, run_dir, label))
+        print(rows[-1], flush=True)
+    columns = list(rows[0])
+    formats = {c: ".2f" for c in columns if c.startswith("FD")}
+    formats.update({"curvature": ".4f", "I(q) bound": ".4f", "KL / dim": ".4f"})
+    title = (
+        "Digits (Figs. 5, 7 analogue): FD-digits of 1,000 samples by solver and NFE (Heun: the paper's, last step "
+        "Euler), curvature (Sec. 5.2, per element, 128 Euler steps), KL per dimension and the I(q) bound of the "
+        "encoder's or the independent coupling on the 300 test images"
+    )
+    config = load(f"curvature_digits:{betas[0]}")
+    settings = {"steps": steps or config.training.num_steps, "betas": betas, "baselines": baselines_dir or "trained"}
+    return common.table("curvature_digits", title, columns, rows, formats), settings
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="runs/bench_curvature")
     parser.add_argument("--tasks", default="toy")
     parser.add_argument("--toy_steps", type=int, default=None, help="toy training steps (default: the config's)")
     parser.add_argument("--betas", default=BETAS, help="toy: the betas (and 'independent') to train")
+    parser.add_argument("--digits_steps", type=int, default=None, help="digits training steps (default: 2,000)")
+    parser.add_argument("--digits_betas", default="1,10", help="digits: the encoder's betas")
+    parser.add_argument("--digits_baselines", default=None, help="digits: a directory with trained icfm/otcfm/loom")
     common.add_out_argument(parser, "curvature")
     args = parser.parse_args()
     tables, settings = [], {"workdir": args.workdir}
     if "toy" in args.tasks.split(","):
         table, settings["toy"] = toy_table(args.workdir, args.toy_steps, args.betas.split(","))
+        tables.append(table)
+    if "digits" in args.tasks.split(","):
+        table, settings["digits"] = digits_table(
+            args.workdir, args.digits_steps, args.digits_betas.split(","), args.digits_baselines
+        )
         tables.append(table)
     for t in tables:
         print("\n" + common.markdown(t))

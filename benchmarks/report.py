@@ -56,7 +56,8 @@ RUNS = {
     "edm": ("edm.py", "--workdir {runs}/edm", "--workdir {runs}/edm --steps 300 --toy_steps 500"),
     "lmm": ("lmm.py", "--workdir {runs}/lmm --digits_steps 400 --one_teacher",
             "--workdir {runs}/lmm --tasks bound,toy --toy_steps 1000"),
-    "curvature": ("curvature.py", "--workdir {runs}/curvature --toy_steps 20000",
+    "curvature": ("curvature.py", "--workdir {runs}/curvature --toy_steps 20000 --tasks toy,digits "
+                  "--digits_baselines {runs}/digits",
                   "--workdir {runs}/curvature --toy_steps 1000 --betas 10,independent"),
     "rectify": ("rectify.py", "--workdir {runs}/rectify",
                 "--tables 1,2 --seeds 2 --n 1000 --steps 300 --num_pairs 2000 --pair_solver euler --pair_nfe 16 "
@@ -602,10 +603,13 @@ def section_curvature(data: dict, quick: bool, out: list[str]) -> None:
     out.append(
         '`benchmarks/curvature.py` reproduces "Minimizing Trajectory Curvature of ODE-based Generative Models" at '
         "CPU scale: its 2-D toy (the released code's two Gaussians from the wide prior) with the learned encoder "
-        "coupling at several beta and with the independent coupling. The paper gives its toy results as figures "
-        "only (Figs. 1, 2, 4: trajectories and the printed I(q) bounds), so there is no paper column; its claims "
-        "are that curvature and the I(q) bound fall as beta falls and few-step sampling improves. The plots of "
-        "the forward lines and the reverse paths are written to the run's workdir (`toy_trajectories.png`).\n"
+        "coupling at several beta and with the independent coupling, and the digits (the analogue of its image "
+        "figures) beside the independent coupling, OT-CFM and LOOM-CFM trained with the same digits settings (the "
+        "digits section's runs). The paper gives these results as figures only (Figs. 1, 2, 4, 5, 7: trajectories, "
+        "printed I(q) bounds, curves), so there is no paper column; its claims are that curvature and the I(q) "
+        "bound fall as beta falls, few-step sampling improves, and too small a beta costs sample quality through "
+        "the prior mismatch. The plots of the toy's forward lines and reverse paths are written to the run's "
+        "workdir (`toy_trajectories.png`).\n"
     )
     out.append(provenance(record, "curvature", quick) + "\n")
     for t in record["tables"]:

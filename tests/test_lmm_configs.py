@@ -66,7 +66,8 @@ def fake_pairs(directory, data: str, side: int, classes: int) -> str:
 @pytest.mark.parametrize("name", ["lmm_cifar10", "lmm_imagenet64"])
 def test_full_size_steps_of_both_stages_trace_on_mocked_data(name, mock_tfds, monkeypatch, tmp_path):
     """The full-size generator, LPIPS-VGG at the stage's size, the conditional projected discriminator on the
-    frozen VGG16 at 224, and both stages' whole train steps, at a batch of 8."""
+    frozen VGG16 at 224, and the whole train steps at a batch of 8: both stages for ImageNet-64, stage 1 for
+    CIFAR-10 (its stage 2 is ImageNet-64's discriminator on inputs resized to the same 224)."""
     config = load(name)
     side = {"lmm_cifar10": 32, "lmm_imagenet64": 64}[name]
     teacher_data = {"lmm_cifar10": "cifar10", "lmm_imagenet64": "imagenet64"}[name]
@@ -84,7 +85,7 @@ def test_full_size_steps_of_both_stages_trace_on_mocked_data(name, mock_tfds, mo
     assert exp.state.disc is not None and exp.frozen is not None
     ndev = jax.local_device_count()
     rep = jax.tree.map(lambda s: jax.ShapeDtypeStruct((ndev,) + tuple(s.shape), s.dtype), exp.state)
-    for stage in (1, 2):
+    for stage in (1, 2) if name == "lmm_imagenet64" else (1,):
         batch, _ = train.make_batch_fn(config, exp, real=exp.real if stage == 2 else None)(0)
         assert batch["x0"].shape == batch["x1"].shape == (ndev, 8 // ndev, side, side, 3)
         assert batch["label"].shape == (ndev, 8 // ndev)

@@ -125,6 +125,17 @@ def test_missing_inputs_are_named_with_the_commands(tmp_path):
         train.validate_lines(config)
 
 
+def test_a_missing_teacher_stops_only_a_fresh_start(tmp_path):
+    """The teacher's weights are read when a run starts, not when it resumes or is evaluated: with the pairs there
+    and the teacher gone, the config still builds, and training a fresh workdir names the missing teacher."""
+    config = lines_config(**{"data.data_dir": write_fake_pairs(tmp_path / "pairs"), "training.batch_size": 16})
+    config.training.init_from = str(tmp_path / "moved_teacher")
+    exp = train.setup(config)  # what a resumed run and --mode=eval build first
+    assert exp.state.params is not None
+    with pytest.raises(ValueError, match="init_from=.*has no checkpoints"):
+        train.train(config, str(tmp_path / "fresh"))
+
+
 def test_main_refuses_lmm_without_inputs_and_writes_nothing(tmp_path):
     import main
 

@@ -4,7 +4,8 @@ Kinds (`kind`, from ``data.name``):
 
 - ``"toy"``: a 2-D toy of `toy2d`, drawn fresh every step (``data.num_train = 0``) or a fixed set of
   ``data.num_train`` points;
-- ``"digits"``: the offline 8 x 8 digits of `digits` (training split; its first ``num_train`` if > 0);
+- ``"digits"``: a small offline labelled image set held in memory (`SMALL_IMAGE_SETS`): the 8 x 8 digits of
+  `digits`, or the 28 x 28 MNIST subset of `mnist5k` (training split; its first ``num_train`` if > 0);
 - ``"images"``: a TFDS data set or an image folder, read by example index (`images.ImageSource`);
 - ``"pairs"``: a teacher's stored (x0, x1) pairs (`flowjax.rectify`), read by index from memory-mapped
   shards; its batches carry the stored noise ``"x0"`` of each x1.
@@ -34,9 +35,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from flowjax.data import digits, images, pairs, stream, toy2d
+from flowjax.data import digits, images, mnist5k, pairs, stream, toy2d
 
 KINDS = ("toy", "digits", "images", "pairs")
+# The small offline labelled image sets held in memory (kind "digits"): name -> its module (`from_config`).
+SMALL_IMAGE_SETS = {"digits": digits, "mnist5k": mnist5k}
 DATA_KEY = images.DATA_KEY  # fold_in(PRNGKey(training.seed), DATA_KEY): the key of every data order
 
 
@@ -47,7 +50,7 @@ def kind(data: ml_collections.ConfigDict | dict) -> str:
         return "pairs"
     if images.is_image_dataset(name):
         return "images"
-    return "digits" if name == "digits" else "toy"
+    return "digits" if name in SMALL_IMAGE_SETS else "toy"
 
 
 class Dataset(NamedTuple):
@@ -106,8 +109,8 @@ def prior_std(data: ml_collections.ConfigDict) -> float | tuple | None:
 def num_examples(data: ml_collections.ConfigDict) -> int:
     """Indices of the fixed training set of a toy, the digits or stored pairs (0: fresh toy samples), read
     without loading the data; an image data set's size is known once it is opened (`from_config`)."""
-    if data.name == "digits":
-        return data.num_train or len(digits.from_config(data, "train")[1])
+    if kind(data) == "digits":
+        return data.num_train or len(SMALL_IMAGE_SETS[data.name].from_config(data, "train")[1])
     if data.name == "pairs":
         stored = pairs.read_manifest(data.data_dir)["num_pairs"]
         if data.num_train > stored:
@@ -149,7 +152,7 @@ def data_classes(data: ml_collections.ConfigDict | dict) -> int | None:
     data set, whose labels are known once it is opened (`from_config`)."""
     what = kind(data)
     if what == "digits":
-        return digits.class_count(data)
+        return data.get("num_classes", 0) or 10
     if what == "pairs":
         return pairs.num_classes(pairs.read_manifest(data["data_dir"]))
     return None if what == "images" else 0
@@ -211,9 +214,10 @@ def validate(data: ml_collections.ConfigDict, batch_size: int, model_classes: in
             "data.flip_as_example makes flipped images examples of their own: it needs an image data "
             "set and data.random_flip=True."
         )
-    if data.num_classes and data.name != "digits":
+    if data.num_classes and kind(data) != "digits":
         raise ValueError(
-            f"data.num_classes={data.num_classes} keeps the first digits classes: it needs data.name='digits'."
+            f"data.num_classes={data.num_classes} keeps the first digits classes: it needs data.name='digits' or "
+            "'mnist5k'."
         )
     if kind(data) == "images":
         return 0
@@ -313,12 +317,16 @@ def from_config(config: ml_collections.ConfigDict) -> Dataset:
         )
     if what == "digits":
         if data.source != "normal":
-            raise ValueError(f"data.source={data.source!r}: digits are generated from noise; set data.source='normal'.")
-        if data.image_size not in (0, 8, 16):
+            raise ValueError(
+                f"data.source={data.source!r}: {data.name} images are generated from noise; set data.source='normal'."
+            )
+        if data.name == "digits" and data.image_size not in (0, 8, 16):
             raise ValueError(f"data.image_size must be 8 (or 0, native) or 16 for digits, got {data.image_size}.")
-        x1, labels = digits.from_config(data, "train")
+        x1, labels = SMALL_IMAGE_SETS[data.name].from_config(data, "train")
         if data.num_train > x1.shape[0]:
-            raise ValueError(f"data.num_train={data.num_train} exceeds the {x1.shape[0]} digits of the training split.")
+            raise ValueError(
+                f"data.num_train={data.num_train} exceeds the {x1.shape[0]} images of the {data.name} training split."
+            )
         x1, labels = x1[: data.num_train or None], labels[: data.num_train or None]
         return Dataset(
             what,
@@ -327,7 +335,7 @@ def from_config(config: ml_collections.ConfigDict) -> Dataset:
             noise_sampler(data, x1.shape[1:]),
             _fixed(x1, key, batch_size, labels if classes else None),
             lambda index: x1[index],
-            num_classes=digits.class_count(data),
+            num_classes=data.get("num_classes", 0) or 10,
         )
     draw = toy2d.get_sampler(data.name, **toy2d.config_kwargs(data.name, data))
     shape = tuple(jax.eval_shape(lambda k: draw(k, 1), jax.random.PRNGKey(0)).shape[1:])
@@ -355,10 +363,10 @@ def held_out(config: ml_collections.ConfigDict) -> Any:
     if what == "images":
         return images.source_from_config(data, split=config.eval.fid_split)
     if what == "digits":
-        test, _ = digits.from_config(data, "test")
+        test, _ = SMALL_IMAGE_SETS[data.name].from_config(data, "test")
         if n != test.shape[0]:
             raise ValueError(
-                f"eval.num_samples={n}: W2 against the digits test split needs exactly its "
+                f"eval.num_samples={n}: W2 against the {data.name} test split needs exactly its "
                 f"{test.shape[0]} images; set --config.eval.num_samples={test.shape[0]}."
             )
         return jnp.asarray(test)

@@ -99,9 +99,3 @@ def from_config(data_cfg, split: str) -> tuple[np.ndarray, np.ndarray]:
     if not 0 <= num_classes <= 10:
         raise ValueError(f"data.num_classes must be 0 (all ten digits) or 1..10, got {num_classes}.")
     return load(split, size=data_cfg.image_size or 8, num_classes=num_classes or None)
-
-
-def class_count(data_cfg) -> int:
-    """How many classes the labels of `from_config` index: data.num_classes (the first k digits, labels
-    0..k-1), or all ten when it is 0. Labels keep their digit values, so this is also their bound."""
-    return data_cfg.get("num_classes", 0) or 10

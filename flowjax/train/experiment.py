@@ -78,7 +78,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.loss.name == "edm" and not config.loss.sigma_data > 0:
         raise ValueError(f"loss.sigma_data must be > 0 (the data's standard deviation), got {config.loss.sigma_data}.")
     if config.loss.name == "lines":
-        validate_lines(config)
+        validate_lines(config, check_teacher=False)  # a resumed run or an evaluation does not read the teacher
     classes = datasets.model_classes(config)
     if classes and config.coupling.name != "independent":
         raise ValueError(
@@ -142,10 +142,10 @@ def lines_commands(config: ml_collections.ConfigDict, workdir: str = "runs/lmm")
     )
 
 
-def validate_lines(config: ml_collections.ConfigDict) -> None:
+def validate_lines(config: ml_collections.ConfigDict, check_teacher: bool = True) -> None:
     """A Lines Matching Models run (loss.name = "lines"): its lmm section, and its inputs (the teacher's pairs and,
-    with lmm.from_teacher, the teacher's weights) checked to exist before anything is written; what is missing is
-    named together with the commands that provide it."""
+    with lmm.from_teacher and ``check_teacher``, the teacher's weights, which only a run's start reads) checked to
+    exist before anything is written; what is missing is named together with the commands that provide it."""
     if datasets.kind(config.data) != "pairs":
         raise ValueError(
             f"loss.name='lines' (Lines Matching Models) trains on a teacher's (x0, x1) pairs, but data.name="
@@ -158,11 +158,11 @@ def validate_lines(config: ml_collections.ConfigDict) -> None:
     elif not os.path.isfile(os.path.join(data_dir, pairs.MANIFEST)):
         missing.append(f"the teacher's pairs (data.data_dir={data_dir!r} holds no pairs manifest)")
     init_from, weights = config.training.init_from, config.model.get("weights")
-    if config.lmm.from_teacher and not init_from and not weights:
+    if check_teacher and config.lmm.from_teacher and not init_from and not weights:
         missing.append(
             "the teacher's weights (training.init_from or model.weights; lmm.from_teacher=False trains from scratch)"
         )
-    elif init_from and not os.path.isdir(os.path.join(init_from, "checkpoints")):
+    elif check_teacher and init_from and not os.path.isdir(os.path.join(init_from, "checkpoints")):
         missing.append(f"the teacher's weights (training.init_from={init_from!r} has no checkpoints)")
     if missing:
         raise ValueError(

@@ -122,7 +122,7 @@ def check(config: ml_collections.ConfigDict) -> None:
         )
     if lm.adv_loss not in ADV_LOSSES:
         raise ValueError(f"Unknown lmm.adv_loss {lm.adv_loss!r}; choose one of {ADV_LOSSES}.")
-    adversarial._policy(lm.diffaug)  # unknown augmentation names are refused by name
+    adversarial.parse_policy(lm.diffaug)  # unknown augmentation names are refused by name
     if not 0 < lm.adaptive_min <= lm.adaptive_max:
         raise ValueError(
             f"lmm.adaptive_min={lm.adaptive_min} and lmm.adaptive_max={lm.adaptive_max} must satisfy 0 < min <= max."

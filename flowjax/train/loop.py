@@ -27,7 +27,7 @@ from absl import logging
 from flowjax.keys import per_index_keys
 from flowjax.train import lmm_stages
 from flowjax.train import workdir as workdirs
-from flowjax.train.experiment import Experiment, setup
+from flowjax.train.experiment import Experiment, setup, validate_lines
 from flowjax.train.inputs import make_batch_fn
 from flowjax.train.step import AXIS, PREDICTION, TrainState, make_train_step
 from flowjax.train.writer import MetricWriter
@@ -307,10 +307,12 @@ def _train(config, workdir: str, exp: Experiment, mngr: ocp.CheckpointManager, c
     state = workdirs.restore_newest(mngr, exp.state, move_damaged=True)
     if state is not None:
         logging.info("Resumed from %s at step %d.", workdir, int(state.step))
-    elif config.training.init_from:
-        state = workdirs.init_from_run(exp.state, config.training.init_from, PREDICTION[config.loss.name])
     else:
+        if config.loss.name == "lines":  # a fresh LMM run starts from its teacher: checked now, not on resume
+            validate_lines(config)
         state = exp.state
+        if config.training.init_from:
+            state = workdirs.init_from_run(state, config.training.init_from, PREDICTION[config.loss.name])
     start, num_steps = int(state.step), config.training.num_steps
     per_call = steps_per_call(config, start, exp.dataset.shape)
     config = with_steps_per_call(config, per_call)
