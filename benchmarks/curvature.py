@@ -18,7 +18,14 @@ e.g. the digits benchmark's, instead of training them again). For each: FD-digit
 1, 2, 4, 8 and the paper's Heun at NFE 5 and 9, the curvature (Sec. 5.2: Euler 128 steps, 1,000 trajectories) and
 the I(q) bound on the 300 test images. Paper's claims: curvature falls with beta and few-step FD improves.
 
-    python benchmarks/curvature.py --workdir runs/curvature --toy_steps 20000 --tasks toy,digits
+Task ``distill`` (Table 1 analogue; needs the digits task's runs): one-step distillation of the independent
+(I-CFM) teacher and of the encoder teachers of ``--distill_betas``: 10,000 teacher pairs by Euler (20 steps for the
+independent teacher, 10 for the encoder's, as Table 1's teachers), a student fine-tuned from its teacher at t = 0
+only (``loss.time_sampler = "zero"``), then its distillation error (mean squared error per element against 1,000
+held-out teacher pairs) and FD-digits at NFE 1, beside the teacher's FD at its own NFE. Paper's claim: the
+straighter teacher distils better.
+
+    python benchmarks/curvature.py --workdir runs/curvature --toy_steps 20000 --tasks toy,digits,distill
 """
 
 from __future__ import annotations
@@ -219,6 +226,73 @@ def digits_table(workdir: str, steps: int | None, betas: list[str], baselines_di
     return common.table("curvature_digits", title, columns, rows, formats), settings
 
 
+def distill_row(teacher_config, teacher_dir: str, workdir: str, label: str, nfe: int, steps: int) -> dict:
+    """Teacher pairs (Euler, ``nfe`` steps), a one-step student fine-tuned from the teacher on them, and its
+    distillation error on held-out teacher pairs and FD-digits at NFE 1."""
+    import copy
+
+    from flowjax import evaluate, rectify
+    from flowjax.data import pairs as pairs_io
+    from flowjax.metrics import fd_digits
+
+    exp = train.setup(teacher_config)
+    params = train.load_checkpoint(teacher_config, teacher_dir, exp.state).ema_params
+    dirs = {}
+    for part, (num, seed) in {"train": (10_000, 3), "test": (1_000, 1_003)}.items():
+        config = copy.deepcopy(teacher_config)
+        config.pairs.solver, config.pairs.nfe, config.pairs.num_pairs, config.pairs.seed = "euler", nfe, num, seed
+        config.pairs.shard_size = min(num, 2_000)
+        dirs[part] = rectify.generate_pairs(
+            config, exp.velocity_fn, params, exp.noise_one, os.path.join(workdir, f"pairs_{part}"),
+            teacher={"workdir": teacher_dir},
+        )  # fmt: skip
+    teacher_x, _ = evaluate.sample(exp.velocity_fn, params, evaluate.eval_noise(teacher_config, exp.noise_one, 1_000),
+                                   "euler", nfe)  # fmt: skip
+    student = copy.deepcopy(teacher_config)
+    student.data.name, student.data.data_dir, student.data.num_train = "pairs", dirs["train"], 0
+    student.coupling.name, student.coupling.beta = "independent", None
+    student.loss.time_sampler = "zero"
+    student.training.init_from, student.training.num_steps = os.path.abspath(teacher_dir), steps
+    student.optim.learning_rate, student.optim.warmup_steps = 3e-4, 100
+    student.training.checkpoint_every = steps
+    s_exp = train.setup(student)
+    s_params = train.train(student, os.path.join(workdir, "student"), s_exp).ema_params
+    one_step = jax.jit(lambda x: x + s_exp.velocity_fn(s_params, x, jnp.zeros((x.shape[0],))))
+    x0, x1 = pairs_io.open_pairs(dirs["test"]).read(np.arange(1_000))
+    eval_config = rectify.evaluation_config(student)
+    x0_eval = evaluate.eval_noise(eval_config, s_exp.noise_one, 1_000)
+    return {
+        "teacher": label,
+        "teacher NFE": nfe,
+        "teacher FD": fd_digits.fd_digits(np.asarray(teacher_x)),
+        "distillation error": float(jnp.mean(jnp.square(one_step(jnp.asarray(x0)) - jnp.asarray(x1)))),
+        "student FD NFE 1": fd_digits.fd_digits(np.asarray(one_step(x0_eval))),
+    }
+
+
+def distill_table(workdir: str, betas: list[str], steps: int, baselines_dir: str | None):
+    teachers = [("icfm_digits", "independent (I-CFM)", 20)] + [
+        (f"curvature_digits:{b}", f"encoder, beta = {b}", 10) for b in betas
+    ]
+    rows = []
+    for name, label, nfe in teachers:
+        config = load(name)
+        teacher_dir = os.path.join(workdir, "digits", name.replace(":", "_"))
+        if name == "icfm_digits" and baselines_dir:
+            teacher_dir = os.path.join(baselines_dir, "icfm")
+        rows.append(distill_row(config, teacher_dir, os.path.join(workdir, "distill", name.replace(":", "_")),
+                                label, nfe, steps))  # fmt: skip
+        print(rows[-1], flush=True)
+    columns = list(rows[0])
+    formats = {"teacher FD": ".2f", "student FD NFE 1": ".2f", "distillation error": ".4f", "teacher NFE": "int"}
+    title = (
+        "Digits, Table 1 analogue: one-step students distilled from 10,000 Euler pairs of each teacher (fine-tuned "
+        "from it at t = 0 only); distillation error per element on 1,000 held-out teacher pairs, FD-digits of "
+        "1,000 samples"
+    )
+    return common.table("curvature_distill", title, columns, rows, formats), {"steps": steps, "betas": betas}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="runs/bench_curvature")
@@ -228,6 +302,8 @@ def main():
     parser.add_argument("--digits_steps", type=int, default=None, help="digits training steps (default: 2,000)")
     parser.add_argument("--digits_betas", default="1,10", help="digits: the encoder's betas")
     parser.add_argument("--digits_baselines", default=None, help="digits: a directory with trained icfm/otcfm/loom")
+    parser.add_argument("--distill_betas", default="10,1", help="distill: the encoder teachers' betas")
+    parser.add_argument("--distill_steps", type=int, default=1_000, help="distill: the students' training steps")
     common.add_out_argument(parser, "curvature")
     args = parser.parse_args()
     tables, settings = [], {"workdir": args.workdir}
@@ -237,6 +313,11 @@ def main():
     if "digits" in args.tasks.split(","):
         table, settings["digits"] = digits_table(
             args.workdir, args.digits_steps, args.digits_betas.split(","), args.digits_baselines
+        )
+        tables.append(table)
+    if "distill" in args.tasks.split(","):
+        table, settings["distill"] = distill_table(
+            args.workdir, args.distill_betas.split(","), args.distill_steps, args.digits_baselines
         )
         tables.append(table)
     for t in tables:

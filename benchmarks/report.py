@@ -56,7 +56,7 @@ RUNS = {
     "edm": ("edm.py", "--workdir {runs}/edm", "--workdir {runs}/edm --steps 300 --toy_steps 500"),
     "lmm": ("lmm.py", "--workdir {runs}/lmm --digits_steps 400 --one_teacher",
             "--workdir {runs}/lmm --tasks bound,toy --toy_steps 1000"),
-    "curvature": ("curvature.py", "--workdir {runs}/curvature --toy_steps 20000 --tasks toy,digits "
+    "curvature": ("curvature.py", "--workdir {runs}/curvature --toy_steps 20000 --tasks toy,digits,distill "
                   "--digits_baselines {runs}/digits",
                   "--workdir {runs}/curvature --toy_steps 1000 --betas 10,independent"),
     "rectify": ("rectify.py", "--workdir {runs}/rectify",
@@ -608,8 +608,10 @@ def section_curvature(data: dict, quick: bool, out: list[str]) -> None:
         "digits section's runs). The paper gives these results as figures only (Figs. 1, 2, 4, 5, 7: trajectories, "
         "printed I(q) bounds, curves), so there is no paper column; its claims are that curvature and the I(q) "
         "bound fall as beta falls, few-step sampling improves, and too small a beta costs sample quality through "
-        "the prior mismatch. The plots of the toy's forward lines and reverse paths are written to the run's "
-        "workdir (`toy_trajectories.png`).\n"
+        "the prior mismatch. The last table is the analogue of its Table 1, whose claim is that the straighter "
+        "teacher (beta = 10, sampled with half the NFE) has the lower distillation error and the better one-step "
+        "student. The plots of "
+        "the toy's forward lines and reverse paths are written to the run's workdir (`toy_trajectories.png`).\n"
     )
     out.append(provenance(record, "curvature", quick) + "\n")
     for t in record["tables"]:
