@@ -224,7 +224,7 @@ def make_train_step(
                 net, params, x0, x1, t, interpolant=interp, sigma=sigma, noise=noise
             )
 
-        disc, stage_metrics = state.disc, {}
+        disc, stage_metrics, old = state.disc, {}, trainable(state)
         if stage == 2:  # LMM's adversarial stage: gradients already averaged over the devices
             loss, grads, disc, stage_metrics = lmm_stages.generator_and_discriminator_step(
                 config,
@@ -239,10 +239,9 @@ def make_train_step(
                 AXIS,
             )
         else:
-            (loss, coupling_info), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable(state))
+            (loss, coupling_info), grads = jax.value_and_grad(loss_fn, has_aux=True)(old)
             grads = lax.pmean(grads, AXIS)
             info = {**info, **coupling_info}
-        old = trainable(state)
         updates, opt_state = tx.update(grads, state.opt_state, old)
         params = optax.apply_updates(old, updates)
         # EMA warm-up (as TF's ExponentialMovingAverage with num_updates): early averages forget the init; or a
