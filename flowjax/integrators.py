@@ -139,7 +139,10 @@ def _num_steps(name: str, nfe: int) -> int:
     if isinstance(nfe, bool) or not isinstance(nfe, (int, np.integer)):
         raise TypeError(f"{name}: nfe must be a static Python int, got {nfe!r} of type {type(nfe).__name__}.")
     s = stages(name)
+    odd = name in ("edm_heun",) + LAST_EULER  # N steps, the last of one evaluation: 2N - 1
     if not valid_nfe(name, nfe):
+        if odd:
+            raise ValueError(f"{name} needs an odd nfe ≥ 1 (N steps spend 2N - 1 evaluations), got {nfe}.")
         if s == 1:
             need = "nfe ≥ 1"
         elif s == 2:
@@ -148,7 +151,7 @@ def _num_steps(name: str, nfe: int) -> int:
             need = f"nfe a positive multiple of {s} ({s}, {2 * s}, {3 * s}, ...)"
         plural = "evaluation" if s == 1 else "evaluations"
         raise ValueError(f"{name} needs {need} ({s} {plural} per step), got {nfe}.")
-    return int(nfe) // s
+    return (int(nfe) + 1) // 2 if odd else int(nfe) // s
 
 
 # --------------------------------------------------------------------------------------------
@@ -351,12 +354,7 @@ def heun_euler_last(
     integrates from noise at its t = 1 to data at t = 0: its last, Euler, step ends at the data, as here at t1.
     Returns x at t1; with ``return_path`` also the K + 1 grid states. ValueError unless nfe is odd and >= 1.
     """
-    if not valid_nfe("heun_euler_last", nfe):
-        raise ValueError(f"heun_euler_last needs an odd nfe >= 1 (K steps spend 2K - 1 evaluations), got {nfe!r}.")
-    n_steps = (int(nfe) + 1) // 2
-    x0 = _as_float(x0)
-    t0, t1 = jnp.asarray(t0, x0.dtype), jnp.asarray(t1, x0.dtype)
-    h = (t1 - t0) / n_steps
+    n_steps, x0, t0, t1, h = _uniform_grid("heun_euler_last", nfe, x0, t0, t1)
     f = _batched_time(velocity_fn, x0)
     x, path, _ = _scan_grid(lambda x, i: (_heun_step(f, x, t0 + i * h, h), None), x0, n_steps - 1, return_path)
     x1 = (x + h * f(x, t1 - h)).astype(x0.dtype)
@@ -463,17 +461,13 @@ def dopri5(
 
 def _edm_steps(name: str, nfe: int, t0: float, t1: float) -> int:
     """EDM steps N that spend exactly ``nfe`` evaluations (2N - 1 for edm_heun, N for edm_euler); checks t0, t1."""
-    if isinstance(nfe, bool) or not isinstance(nfe, (int, np.integer)):
-        raise TypeError(f"{name}: nfe must be a static Python int, got {nfe!r} of type {type(nfe).__name__}.")
-    if not valid_nfe(name, nfe):
-        need = "an odd nfe ≥ 1 (N steps spend 2N - 1 evaluations)" if name == "edm_heun" else "nfe ≥ 1"
-        raise ValueError(f"{name} needs {need}, got {nfe}.")
+    n = _num_steps(name, nfe)
     if float(t0) != 0.0 or float(t1) != 1.0:
         raise ValueError(
             f"{name} integrates over the whole of t in [0, 1] (EDM's noise levels from sigma_max to 0), so it needs "
             f"t0 = 0 and t1 = 1, got t0={t0}, t1={t1}: set eval.t_end = 1.0 or choose another solver."
         )
-    return (int(nfe) + 1) // 2 if name == "edm_heun" else int(nfe)
+    return n
 
 
 def _ve_denoiser(velocity_fn: VelocityFn, dtype: Any) -> Callable[[jax.Array, jax.Array], jax.Array]:

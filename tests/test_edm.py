@@ -432,7 +432,7 @@ def test_edm_solver_registry_and_errors():
         integrators.edm_euler(v, z, 5, t0=0.1)
     with pytest.raises(ValueError, match="edm_heun needs an odd nfe ≥ 1 .* got 4"):
         integrators.edm_heun(v, z, 4)
-    with pytest.raises(ValueError, match="edm_euler needs nfe ≥ 1, got 0"):
+    with pytest.raises(ValueError, match="edm_euler needs nfe ≥ 1 .*got 0"):
         integrators.edm_euler(v, z, 0)
     with pytest.raises(ValueError, match="linear path"):
         integrators.get("edm_heun", schedule=interpolants.schedule("vp_cosine"))
