@@ -21,11 +21,12 @@ import shlex
 import sys
 import time
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 import flowjax
-from flowjax import evaluate, metrics, rectify, train
+from flowjax import distributed, evaluate, metrics, rectify, train
 from flowjax.data import dataset as datasets
 from flowjax.train import loop
 from flowjax.train import workdir as workdirs
@@ -34,6 +35,16 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file, e.g. configs/quickstart.py.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and eval/ outputs.")
 flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "pairs"], "What to run.")
+flags.DEFINE_enum(
+    "distributed",
+    "auto",
+    list(distributed.MODES),
+    "Multi-process run with jax.distributed: auto (when the coordinator flags are given or srun / mpirun started "
+    "several processes), on (always; JAX finds a Cloud TPU pod's or Slurm's coordinator itself), off.",
+)
+flags.DEFINE_string("coordinator_address", None, "Multi-process: host:port of process 0 (with the next two flags).")
+flags.DEFINE_integer("num_processes", None, "Multi-process: how many processes take part.")
+flags.DEFINE_integer("process_id", None, "Multi-process: this process's index, 0 .. num_processes - 1.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 # An evaluation whose best W2 is at least this fraction of the W2 of its own starting noise has learned nothing.
@@ -41,6 +52,7 @@ UNTRAINED_FRACTION = 0.9
 
 
 def run(config, workdir: str, mode: str, config_name: str) -> None:
+    workdirs.check_local(workdir)
     if config.loss.name == "lines" and not workdirs.has_checkpoints(workdir):
         train.validate_lines(config)  # LMM's pairs and teacher: what is missing, and the commands that provide it
     eval_config = rectify.evaluation_config(config)  # runs on pairs are evaluated against the teacher's data
@@ -110,6 +122,8 @@ def _run(config, eval_config, exp, workdir: str, mode: str, config_name: str, co
         )
         return
     rows = evaluate.evaluate(config, workdir, velocity_fn, params, step, noise_one, config_name)
+    if not distributed.is_primary():  # process 0 prints the table and the files it wrote
+        return
     images = datasets.kind(config.data) == "images"
     measured = (
         f"FID of {config.eval.num_samples} samples against the {config.eval.fid_split} split"
@@ -180,8 +194,6 @@ class _LibraryInfo(std_logging.Filter):
 
 def _compilation_cache() -> str | None:
     """Turns on JAX's persistent compilation cache (see the module docstring); returns its directory."""
-    import jax
-
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):  # JAX has read it already
         return os.environ["JAX_COMPILATION_CACHE_DIR"]
     default = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "flowjax", "jax")
@@ -200,6 +212,12 @@ def main(argv):
     logging.set_verbosity(logging.DEBUG if verbose else logging.INFO)
     if not verbose:
         logging.get_absl_handler().addFilter(_LibraryInfo())
+    try:
+        if distributed.initialize(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id):
+            logging.info("Process %d of %d (jax.distributed).", jax.process_index(), jax.process_count())
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     _compilation_cache()
     try:
         run(FLAGS.config, FLAGS.workdir, FLAGS.mode, config_flags.get_config_filename(FLAGS["config"]))

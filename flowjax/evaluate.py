@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from flowjax import evaluate_fid, integrators, interpolants, io, lmm, metrics, plots, predictions
+from flowjax import distributed, evaluate_fid, integrators, interpolants, io, lmm, metrics, plots, predictions
 from flowjax.data import dataset as datasets
 
 
@@ -215,11 +215,17 @@ def evaluate(
 ) -> list[dict]:
     """Runs the sweep and the trajectory metrics, writes eval/ files, returns the rows.
 
+    In a multi-process run every process returns the same rows and the first writes the files. The held-out
+    sets kept in memory (2-D toys, digits) are evaluated whole by every process (seconds); image data sets
+    share their FID batches among the processes (`evaluate_fid.evaluate_images`).
+
     Image data sets are evaluated with FID by `evaluate_fid.evaluate_images`, with one compiled `sampler` per
     sweep point.
     """
     validate(config)
-    check_writable(workdir)
+    primary = distributed.is_primary()  # in a multi-process run, process 0 writes the files
+    if primary:
+        check_writable(workdir)
     if datasets.kind(config.data) == "images":
         ev, sched = config.eval, path_schedule(config)
         samplers = {
@@ -227,7 +233,8 @@ def evaluate(
             for solver, nfe in sweep_points(config)
         }
         rows = evaluate_fid.evaluate_images(config, workdir, velocity_fn, params, noise_one, samplers)
-        write_metrics(workdir, config_name, step, rows)
+        if primary:
+            write_metrics(workdir, config_name, step, rows)
         return rows
     target = datasets.held_out(config)
     n = target.shape[0]
@@ -250,6 +257,8 @@ def evaluate(
         }
     )
 
+    if not primary:
+        return rows
     out = write_metrics(workdir, config_name, step, rows)
     if target.ndim == 4:
         plots.plot_image_samples(os.path.join(out, "samples.png"), np.asarray(target), samples)
@@ -305,12 +314,17 @@ def write_samples(
     config: ml_collections.ConfigDict, workdir: str, velocity_fn: Callable, params, noise_one: Callable
 ) -> str:
     """Samples with sampling.solver / sampling.nfe to eval/samples_<solver>_<nfe>.npz (x0, x1 and, for a
-    conditional model, the labels: class i mod K for sample i)."""
-    check_writable(workdir)
+    conditional model, the labels: class i mod K for sample i). In a multi-process run every process integrates
+    its block of the samples (`distributed.my_share`) and the first writes them all."""
+    primary = distributed.is_primary()
+    if primary:
+        check_writable(workdir)
     s, ev = config.sampling, config.eval
     keys = eval_keys(s.seed, s.num_samples)
-    x0 = jax.jit(jax.vmap(noise_one))(keys)
     labels = eval_labels(config, s.num_samples)
+    mine = distributed.my_share(s.num_samples)
+    mine = slice(mine.start, mine.stop)
+    x0 = jax.jit(jax.vmap(noise_one))(keys[mine])
     x1, used = sample(
         velocity_fn,
         params,
@@ -320,13 +334,16 @@ def write_samples(
         ev.dopri5_tol,
         path_schedule(config),
         ev.t_end,
-        labels,
+        None if labels is None else labels[mine],
         sampling_options(config),
-        keys,
+        keys[mine],
     )
+    x0, x1 = (distributed.gather_shares(a, s.num_samples) for a in (x0, x1))
+    used = int(distributed.stacked(np.int64(used)).max())  # dopri5 adapts its steps to each process's samples
     out = os.path.join(workdir, "eval")
-    os.makedirs(out, exist_ok=True)
     path = os.path.join(out, f"samples_{s.solver}_{used}.npz")
-    extra = {} if labels is None else {"labels": np.asarray(labels)}
-    np.savez(path, x0=np.asarray(x0), x1=np.asarray(x1), **extra)
+    if primary:
+        os.makedirs(out, exist_ok=True)
+        extra = {} if labels is None else {"labels": np.asarray(labels)}
+        np.savez(path, x0=x0, x1=x1, **extra)
     return path

@@ -10,19 +10,20 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from flowjax import metrics, plots, predictions
+from flowjax import distributed, metrics, plots, predictions
 from flowjax.data import dataset as datasets
 from flowjax.data import images
 from flowjax.metrics import fid
 from flowjax.models import inception
 
+FEATURES = 2048  # the FID Inception's pool features
 Sampler = Callable  # (params, x0, labels=None, keys=None) -> (x1, nfe actually used): `flowjax.evaluate.sampler`
 
 
@@ -99,12 +100,6 @@ def reference_stats_path(config: ml_collections.ConfigDict, workdir: str, source
     return os.path.join(workdir, "eval", re.sub(r"[^\w.+-]+", "-", name))
 
 
-def reference_batches(source: images.ImageSource, n: int, batch_size: int) -> Iterable[np.ndarray]:
-    """The first ``n`` images of ``source`` in batches of ``batch_size``."""
-    for start in range(0, n, batch_size):
-        yield source.get(np.arange(start, min(start + batch_size, n)))
-
-
 def evaluate_images(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -122,6 +117,9 @@ def evaluate_images(
     from ``noise_one(keys[i])`` with ``keys = split(PRNGKey(eval.seed), eval.num_samples)`` (the noise of
     `flowjax.evaluate.eval_noise`), whatever the batching.
     The reference statistics (eval.fid_split, see `reference_stats_path`) are computed once and cached.
+    In a multi-process run every process takes a contiguous block of the batches (`distributed.my_share`: the
+    same samples from the same keys) and the feature statistics are combined exactly (`fid.combine_stats`);
+    process 0 writes the files.
     Rows: {"solver", "nfe", "fid"}, and {"solver": "euler", "nfe": eval.path_nfe, straightness, curvature,
     loom_curvature} on the first min(eval.num_path_samples, eval.num_samples) samples (no FID there: it would
     cost a path_nfe-step sweep of all samples, and FID on fewer samples is biased, so not comparable).
@@ -132,9 +130,19 @@ def evaluate_images(
     feature_fn = fid_feature_fn(config)
     source = datasets.held_out(config)
     n_ref = reference_count(config, source)
+    ref_batches = list(range(0, n_ref, size))
+
+    def reference_stats():  # this process's share of the reference batches, combined over the processes
+        acc = None
+        for i in distributed.my_share(len(ref_batches)):
+            start = ref_batches[i]
+            acc = fid.merge_stats(
+                acc, fid.batch_features(feature_fn, source.get(np.arange(start, min(start + size, n_ref))), size)
+            )
+        return fid.merged_stats(all_processes(acc))
+
     ref_stats = fid.cached_stats(
-        reference_stats_path(config, workdir, source),
-        lambda: fid.feature_stats(feature_fn, reference_batches(source, n_ref, size), size),
+        reference_stats_path(config, workdir, source), reference_stats, save=distributed.is_primary()
     )
 
     keys = jax.random.split(jax.random.PRNGKey(ev.seed), ev.num_samples)  # = flowjax.evaluate.eval_keys
@@ -144,17 +152,21 @@ def evaluate_images(
     starts = range(0, ev.num_samples, size)
     chunks = [keys[i : i + size] for i in starts]
     label_chunks = [None if labels is None else labels[i : i + size] for i in starts]
+    mine = distributed.my_share(len(chunks))  # a multi-process run: a block of batches each, process 0 the first
     rows, grid = [], {}
     for (solver, nfe), run in samplers.items():
         acc, used, shown = None, 0, []
-        for i, chunk in enumerate(chunks):
-            x1, chunk_nfe = run(params, noise(chunk), label_chunks[i], chunk)  # keys: the LMM sampler's noise
+        for i in mine:
+            x1, chunk_nfe = run(params, noise(chunks[i]), label_chunks[i], chunks[i])  # keys: the LMM sampler's noise
             used = max(used, chunk_nfe)  # dopri5 adapts its steps to each batch: report the most any batch used
             acc = fid.merge_stats(acc, fid.batch_features(feature_fn, quantize(x1), size))
             if i * size < per_panel:  # the first per_panel samples, for the image grid
                 shown.append(np.asarray(x1[: per_panel - i * size]))
-        rows.append({"solver": solver, "nfe": used, "fid": fid.frechet_distance(*fid.merged_stats(acc), *ref_stats)})
-        grid[f"{solver} NFE={used}"] = np.concatenate(shown)
+        used = int(distributed.stacked(np.int64(used)).max())
+        stats = fid.merged_stats(all_processes(acc))
+        rows.append({"solver": solver, "nfe": used, "fid": fid.frechet_distance(*stats, *ref_stats)})
+        if shown:
+            grid[f"{solver} NFE={used}"] = np.concatenate(shown)
 
     # Straightness, curvature and LOOM curvature are each a plain mean over samples of a per-sample value
     # (straightness: mean over samples of the time-averaged squared deviation; curvature: the same per element,
@@ -162,17 +174,33 @@ def evaluate_images(
     # of the batch means weighted by batch size is exactly their value on all samples at once.
     m = min(ev.num_path_samples, ev.num_samples)
     traj = jax.jit(lambda p, x, y: metrics.trajectory_metrics(predictions.bind(velocity_fn, p, y), x, ev.path_nfe))
-    sums = {}
-    for start in range(0, m, size):
-        stop = min(start + size, m)
+    path_starts, sums = list(range(0, m, size)), {}
+    for i in distributed.my_share(len(path_starts)):
+        start, stop = path_starts[i], min(path_starts[i] + size, m)
         x0 = noise(keys[start:stop])
         for name, v in traj(params, x0, None if labels is None else labels[start:stop]).items():
             sums[name] = sums.get(name, 0.0) + float(v) * x0.shape[0]
+    if jax.process_count() > 1:  # every process's sums (a process may have had no batch: its names are traced)
+        names = sorted(jax.eval_shape(traj, params, noise(keys[:1]), None if labels is None else labels[:1]))
+        totals = distributed.stacked(np.array([sums.get(k, 0.0) for k in names])).sum(axis=0)
+        sums = dict(zip(names, totals.tolist()))
     rows.append({"solver": "euler", "nfe": ev.path_nfe, **{k: v / m for k, v in sums.items()}})
 
-    out = os.path.join(workdir, "eval")
-    os.makedirs(out, exist_ok=True)
-    target = source.get(np.arange(min(per_panel, source.num_examples)))
-    title = "image folder" if config.data.name == "folder" else f"{ev.fid_split} set"
-    plots.plot_image_samples(os.path.join(out, "samples.png"), target, grid, per_panel, target_title=title)
+    if distributed.is_primary():  # process 0 drew the first samples, those of the grid
+        out = os.path.join(workdir, "eval")
+        os.makedirs(out, exist_ok=True)
+        target = source.get(np.arange(min(per_panel, source.num_examples)))
+        title = "image folder" if config.data.name == "folder" else f"{ev.fid_split} set"
+        plots.plot_image_samples(os.path.join(out, "samples.png"), target, grid, per_panel, target_title=title)
     return rows
+
+
+def all_processes(acc: tuple | None) -> tuple:
+    """A `fid.merge_stats` accumulator of this process's features combined with every other process's
+    (`fid.combine_stats`); with one process: ``acc``."""
+    if jax.process_count() == 1:
+        return acc
+    k = FEATURES if acc is None else acc[1].shape[0]
+    n, mu, scatter = acc if acc is not None else (0, np.zeros(k), np.zeros((k, k)))
+    counts, mus, scatters = (distributed.stacked(a) for a in (np.int64(n), mu, scatter))
+    return fid.combine_stats(zip(counts.tolist(), mus, scatters))

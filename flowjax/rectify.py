@@ -39,7 +39,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from flowjax import evaluate, integrators
+from flowjax import distributed, evaluate, integrators
 from flowjax.data import dataset as datasets
 from flowjax.data import pairs as pairs_io
 
@@ -199,5 +199,13 @@ def generate_pairs(
         p.solver,
         manifest["nfe"] or "adaptive",
     )
-    pairs_io.write_pairs(out_dir, generate_shard, manifest, progress=progress)
+    pairs_io.write_pairs(
+        out_dir,
+        generate_shard,
+        manifest,
+        progress=progress,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        barrier=distributed.barrier,
+    )
     return out_dir

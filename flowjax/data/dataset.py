@@ -64,7 +64,8 @@ class Dataset(NamedTuple):
     ``stream(start_step)``, for image data sets, iterates this process's per-device batches from
     ``start_step`` on, read ahead by background threads (`images.batches`), with the same entries.
     ``num_classes``: how many classes the data's labels index (0: the data have none), whether or not the
-    model is conditioned on them.
+    model is conditioned on them. ``rows_batch(step, rows)``, for stored pairs, is ``global_batch(step)``'s
+    ``rows`` (a slice) read alone: a process of a multi-process run reads only its share from disk.
     """
 
     kind: str
@@ -76,6 +77,7 @@ class Dataset(NamedTuple):
     stream: Callable[[int], Iterator[dict]] | None = None
     epoch_size: int = 0  # examples an epoch reads, if not num_examples (images whose flips are examples of their own)
     num_classes: int = 0  # classes of the data's labels; 0: unlabelled
+    rows_batch: Callable[[int, slice], dict] | None = None
 
     @property
     def examples_per_epoch(self) -> int:
@@ -298,8 +300,8 @@ def from_config(config: ml_collections.ConfigDict) -> Dataset:
         teacher = pairs.read_manifest(data.data_dir).get("data") or {}
         indices_at = stream.host_batch_indices(key, stored.num_pairs, batch_size)
 
-        def pairs_batch(step: int) -> dict:  # NumPy, like the training sets in memory
-            index = indices_at(step)
+        def pairs_batch(step: int, rows: slice = slice(None)) -> dict:  # NumPy, like the training sets in memory
+            index = indices_at(step)[rows]
             x0, x1 = stored.read(index)  # float32; x0 stored, or regenerated as the teacher drew it
             batch = {"x1": x1, "index": index, "x0": x0}
             if classes:
@@ -314,6 +316,7 @@ def from_config(config: ml_collections.ConfigDict) -> Dataset:
             pairs_batch,
             stored.read_x1,  # x1 alone: no noise regenerated for it
             num_classes=stored.num_classes,
+            rows_batch=pairs_batch,
         )
     if what == "digits":
         if data.source != "normal":

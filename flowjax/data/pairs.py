@@ -210,6 +210,9 @@ def write_pairs(
     manifest: dict,
     *,
     progress: Callable[[int, int, int], None] | None = None,
+    process_index: int = 0,
+    process_count: int = 1,
+    barrier: Callable[[str], None] = lambda name: None,
 ) -> list[int]:
     """Writes the missing shards of ``manifest`` (needs num_pairs, shard_size, shape) to ``directory``.
 
@@ -221,6 +224,11 @@ def write_pairs(
     make every existing shard whole); temporary files a killed run left behind are removed.
     ``progress(shards_done, shards_total, shard)`` is called after each written shard. Returns the
     shards written by this call.
+
+    Several processes (a multi-process run: ``process_index`` of ``process_count``, ``barrier(name)`` waiting for
+    all of them, `flowjax.distributed.barrier`) share the missing shards round-robin, each writing its own; the
+    first process writes the manifest, and every process returns once all shards are written. The files are
+    those one process writes.
 
     The manifest's ``dtype`` (float32 if absent, or float16) is how x1 and x0 are written (from their float32
     values). With ``"noise": "regenerated"``, x0 must be exactly `noise_regenerator`'s draw (its shape,
@@ -259,16 +267,20 @@ def write_pairs(
                 "Use another output directory (--config.pairs.output_dir), or the settings of its manifest.json "
                 "to finish it."
             )
-    else:
+    elif process_index == 0:
         os.makedirs(directory, exist_ok=True)
         io.write_json_atomic(path, manifest)
-    for name in os.listdir(directory):  # temporary files of a killed write (this is the directory's only writer)
-        if name.startswith((".pairs-", f".{MANIFEST}.")) and name.endswith(".tmp"):
-            os.remove(os.path.join(directory, name))
+    if process_index == 0:
+        for name in os.listdir(directory):  # temporary files of a killed write (no process writes yet)
+            if name.startswith((".pairs-", f".{MANIFEST}.")) and name.endswith(".tmp"):
+                os.remove(os.path.join(directory, name))
+    barrier("flowjax-pairs-manifest")  # the directory and its manifest exist
     shards = num_shards(num_pairs, shard_size)
     todo = missing_shards(directory, manifest)
+    barrier("flowjax-pairs-todo")  # every process has the same list: none writes a shard before all have read it
+    mine = todo[process_index::process_count]
     written = []
-    for s in todo:
+    for s in mine:
         start, stop = shard_range(s, num_pairs, shard_size)
         out = tuple(generate_shard(start, stop))
         if len(out) != 2 + bool(classes):
@@ -304,7 +316,8 @@ def write_pairs(
         io.save_npz_atomic(os.path.join(directory, shard_name(s, shards)), arrays)
         written.append(s)
         if progress is not None:
-            progress(shards - len(todo) + len(written), shards, s)
+            progress(shards - len(todo) + len(written) * process_count, shards, s)
+    barrier("flowjax-pairs-written")  # the directory is complete when any process returns
     return written
 
 

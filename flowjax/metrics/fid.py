@@ -107,6 +107,22 @@ def merge_stats(acc: tuple | None, features: np.ndarray) -> tuple:
     )
 
 
+def combine_stats(accs: Iterable[tuple | None]) -> tuple | None:
+    """One `merge_stats` accumulator of several (each of disjoint features; None or a count of 0: none), by the
+    same pairwise update: the statistics of all the features, up to round-off, whatever the split."""
+    out = None
+    for acc in accs:
+        if acc is None or acc[0] == 0:
+            continue
+        if out is None:
+            out = acc
+            continue
+        (n, mu, scatter), (m, mu_b, scatter_b) = out, acc
+        total, delta = n + m, mu_b - mu
+        out = (total, mu + delta * (m / total), scatter + scatter_b + np.outer(delta, delta) * (n * m / total))
+    return out
+
+
 def merged_stats(acc: tuple) -> Stats:
     """Mean [k] and unbiased covariance [k, k] (as `statistics`) of what `merge_stats` accumulated."""
     n, mu, scatter = acc
@@ -132,7 +148,7 @@ def load_stats(path: str) -> Stats:
         return np.asarray(f["mu"], np.float64), np.asarray(f["sigma"], np.float64)
 
 
-def cached_stats(path: str, compute_fn: Callable[[], Stats]) -> Stats:
+def cached_stats(path: str, compute_fn: Callable[[], Stats], save: bool = True) -> Stats:
     """Statistics cached at ``path``: loaded if the file exists, else ``compute_fn()`` saved there.
 
     An existing file is never recomputed or overwritten (delete it to refresh the cache). The
@@ -144,10 +160,14 @@ def cached_stats(path: str, compute_fn: Callable[[], Stats]) -> Stats:
     Args:
       path: the .npz cache file.
       compute_fn: ``() -> (mu [k], sigma [k, k])``, e.g. ``lambda: statistics(features)``.
+      save: False returns what ``compute_fn`` computed without writing it (the other processes of a
+        multi-process run, whose first process writes the same statistics).
     """
     if os.path.exists(path):
         return load_stats(path)
     mu, sigma = compute_fn()
+    if not save:  # another process of the same run writes the file
+        return mu, sigma
     try:
         save_stats(path, mu, sigma)
     except FileExistsError:  # another process cached it meanwhile: keep its file

@@ -45,18 +45,22 @@ def make_batch_fn(
             jax.random.fold_in(jax.random.PRNGKey(config.training.seed), POOL_KEY),
         )
     rows = None if jax.process_count() == 1 else stream.process_rows(size)  # one process: no slice to take
-    shard = lambda a: stream.per_device(a if rows is None else a[rows], devices)
+    mine = lambda a: a if rows is None else a[rows]
+    read_mine = lambda step: jax.tree.map(mine, global_batch(step))
+    if rows is not None and pools is None and dataset.rows_batch is not None:  # stored pairs: this share only
+        read_mine = lambda step: dataset.rows_batch(step, rows)
 
     def batch_fn(step: int) -> tuple[dict, dict]:
-        batch, info = dict(global_batch(step)), {}
+        batch, info = dict(read_mine(step)), {}
         if pools is not None:
-            batch["x0"], info = pools(step)
+            x0, info = pools(step)
+            batch["x0"] = mine(x0)
         if real is not None:
             images = real.global_batch(step)
-            batch["real"] = images["x1"]
+            batch["real"] = mine(images["x1"])
             if "label" in images:
-                batch["real_label"] = images["label"]
-        return jax.tree.map(shard, batch), info
+                batch["real_label"] = mine(images["label"])
+        return jax.tree.map(lambda a: stream.per_device(a, devices), batch), info
 
     return batch_fn
 

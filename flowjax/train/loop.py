@@ -46,8 +46,9 @@ SIGTERM_EXIT, SIGINT_EXIT = 143, 130  # 128 + the signal's number, what a shell 
 
 
 def _per_device(fn: Callable, in_axes: tuple, donate: tuple = ()) -> Callable:
-    """`jax.pmap` of ``fn`` over the local devices (axis 'batch'); with one device, `jax.jit` of its vmap."""
-    if jax.local_device_count() == 1:
+    """`jax.pmap` of ``fn`` over the local devices (axis 'batch'), whose collectives span every process's devices
+    in a multi-process run; with one device in all, `jax.jit` of its vmap."""
+    if jax.device_count() == 1:
         # Same program over a device axis of size 1 (vmap supports the named-axis collectives); XLA:CPU
         # runs a 1-device pmap of a UNet step much slower than this jit.
         return jax.jit(jax.vmap(fn, axis_name=AXIS, in_axes=in_axes), donate_argnums=donate)
@@ -388,7 +389,7 @@ def _train(config, workdir: str, exp: Experiment, mngr: ocp.CheckpointManager, c
                 signals.received = signal.SIGTERM
             if save_now or signals.received == signal.SIGTERM:
                 saved = flax.jax_utils.unreplicate(replicated)
-                mngr.save(done, args=ocp.args.StandardSave(workdirs.checkpoint_tree(saved)))
+                mngr.save(done, args=ocp.args.StandardSave(workdirs.checkpoint_tree(saved, for_save=True)))
             if signals.received:
                 raise _stopped(signals.received, mngr, done, directory)
     finally:

@@ -25,10 +25,11 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from flowjax import io
+from flowjax import distributed, io
 from flowjax.train.step import PREDICTION, TrainState
 
 try:
@@ -114,6 +115,18 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def check_local(workdir: str) -> None:
+    """Refuses a remote workdir (gs://, s3://, ...): orbax would write its checkpoints there, but the rest of a
+    workdir is written with local file calls (the lock's flock, config.json, the TensorBoard events, eval/, pairs/,
+    damaged checkpoints moved aside), which would land in a local directory named "gs:"."""
+    if "://" in workdir:
+        raise ValueError(
+            f"--workdir={workdir}: flowjax writes its workdir with local file calls (lock, config.json, events, "
+            "eval/, pairs); use a local or shared-filesystem path, or mount the bucket with gcsfuse and use the "
+            "mount (launch/tpu_pod.sh does: gs://BUCKET/DIR runs in /mnt/gcs/BUCKET/DIR)."
+        )
 
 
 @contextlib.contextmanager
@@ -251,7 +264,10 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str, record: bool 
 
 def record_config(config: ml_collections.ConfigDict, workdir: str, changes: list[str], step: int | None) -> None:
     """Writes config.json; appends ``changes`` (from `check_workdir`), if any, to config_history.json with the
-    step they take effect at, so that the workdir keeps every value its steps were trained with."""
+    step they take effect at, so that the workdir keeps every value its steps were trained with. In a
+    multi-process run the first process writes them."""
+    if not distributed.is_primary():
+        return
     if changes:
         path = os.path.join(workdir, HISTORY_FILE)
         history = _read_json(path, "the config changes of resumed runs") if os.path.exists(path) else []
@@ -280,15 +296,20 @@ def _reason(err: BaseException) -> str:
 STATE_FIELDS = ("step", "params", "ema_params", "opt_state", "coupling_state")
 
 
-def checkpoint_tree(state: TrainState) -> dict:
+def checkpoint_tree(state: TrainState, for_save: bool = False) -> dict:
     """What a checkpoint holds: the train state's fields, with ``disc`` (LMM's adversarial stage) and
     ``coupling_params`` (a learned coupling) only for runs that have them, so that every other run's checkpoints
-    keep the layout they had before these existed (and those written before them still restore)."""
+    keep the layout they had before these existed (and those written before them still restore).
+
+    In a multi-process run every process holds the same state; orbax saves it as arrays replicated over every
+    device (``for_save``: `distributed.to_global`; a restore's template: `distributed.global_template`), so that
+    one copy is written, and the checkpoint is the one a single process writes: it restores on any process count.
+    """
     tree = {name: getattr(state, name) for name in STATE_FIELDS}
     for name in ("disc", "coupling_params"):
         if getattr(state, name) is not None:
             tree[name] = getattr(state, name)
-    return tree
+    return distributed.to_global(tree) if for_save else tree
 
 
 def restore_newest(mngr: ocp.CheckpointManager, template: TrainState, move_damaged: bool = False) -> TrainState | None:
@@ -304,13 +325,18 @@ def restore_newest(mngr: ocp.CheckpointManager, template: TrainState, move_damag
     failures = []
     for step in sorted(mngr.all_steps(), reverse=True):
         try:
-            state = TrainState(**mngr.restore(step, args=ocp.args.StandardRestore(checkpoint_tree(template))))
+            target = distributed.global_template(checkpoint_tree(template))
+            restored = mngr.restore(step, args=ocp.args.StandardRestore(target))
+            state = TrainState(**distributed.to_local(restored))
         except Exception as err:  # any failure to read it: orbax, tensorstore, JSON, missing files
             failures.append((step, _reason(err)))
             logging.warning("Checkpoint step %d in %s cannot be read (%s); skipped.", step, directory, failures[-1][1])
             continue
         if failures:
-            moved = [_move_aside(directory, s) for s, _ in failures] if move_damaged else []
+            moved = (
+                [_move_aside(directory, s) for s, _ in failures] if move_damaged and distributed.is_primary() else []
+            )
+            distributed.barrier("flowjax-damaged-checkpoints-moved")  # every process reloads after the move
             logging.warning(
                 "Using step %d, the newest checkpoint that can be read in %s; skipped step%s %s%s.",
                 step,
@@ -319,7 +345,7 @@ def restore_newest(mngr: ocp.CheckpointManager, template: TrainState, move_damag
                 ", ".join(str(s) for s, _ in failures),
                 f" (moved to {', '.join(moved)}, not deleted)" if moved else "",
             )
-            if moved:
+            if move_damaged:
                 mngr.reload()
         return state
     if failures:
@@ -366,7 +392,7 @@ def init_from_run(state: TrainState, workdir: str, prediction: str | None = None
             "first, or clear training.init_from."
         )
     try:
-        raw = ocp.StandardCheckpointer().restore(os.path.join(directory, str(step), "default"))
+        raw = restore_as_numpy(os.path.join(directory, str(step), "default"))
     except Exception as err:
         raise ValueError(
             f"training.init_from={workdir!r}: its newest checkpoint {directory}/{step} cannot be read "
@@ -388,6 +414,15 @@ def init_from_run(state: TrainState, workdir: str, prediction: str | None = None
     params = jax.tree.map(jnp.asarray, params)
     logging.info("Initialised from the EMA parameters of %s at step %d.", workdir, step)
     return state.replace(params=params, ema_params=params)
+
+
+def restore_as_numpy(path: str) -> dict:
+    """A checkpoint item's whole tree as NumPy arrays, on any devices and processes: a raw restore would lay the
+    arrays out as they were saved, which fails on another device count (a multi-process run's checkpoint)."""
+    checkpointer = ocp.PyTreeCheckpointer()
+    tree = dict(checkpointer.metadata(path).item_metadata)
+    args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+    return checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=args))
 
 
 def has_checkpoints(workdir: str) -> bool:

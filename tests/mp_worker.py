@@ -1,0 +1,79 @@
+"""One process of the multi-process tests (tests/test_multiprocess.py), started as a subprocess:
+
+    python tests/mp_worker.py SPEC_JSON
+
+SPEC_JSON: {"devices": local CPU devices, "config": "configs/<name>.py", "overrides": {"training.num_steps": 40,
+...}, "workdir": ..., "out": file prefix, "coordinator": "localhost:port" or null, "num_processes", "process_id",
+"die_after": a step at which this process ends (os._exit, like a lost host; a few seconds after the
+previous call, so that a checkpoint saved then is complete) or null}.
+
+Trains with `flowjax.train.train` and writes ``<out>.<process_id>.npz``: the final parameters and coupling state
+(flattened), and the loss logged at every log step.
+"""
+
+import importlib.util
+import json
+import os
+import sys
+import time
+
+spec = json.loads(sys.argv[1])
+os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={spec['devices']}"
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from flowjax import distributed  # noqa: E402
+
+if spec.get("coordinator"):
+    distributed.initialize("on", spec["coordinator"], spec["num_processes"], spec["process_id"])
+
+from flowjax import train  # noqa: E402
+from flowjax.train import loop  # noqa: E402
+
+module_spec = importlib.util.spec_from_file_location("config", spec["config"])
+module = importlib.util.module_from_spec(module_spec)
+module_spec.loader.exec_module(module)
+config = module.get_config()
+for field, value in spec.get("overrides", {}).items():
+    *parents, name = field.split(".")
+    node = config
+    for p in parents:
+        node = node[p]
+    node[name] = value
+
+losses = []
+
+
+class RecordingWriter(loop.MetricWriter):
+    def write_scalars(self, step, scalars):
+        losses.append((step, scalars["loss"]))
+        super().write_scalars(step, scalars)
+
+
+loop.MetricWriter = RecordingWriter
+if spec.get("die_after") is not None:
+    make_advance = loop.make_advance_fn
+
+    def dying_advance_fn(config, exp, step_key=None):
+        advance = make_advance(config, exp, step_key)
+
+        def advance_or_die(replicated, step):
+            if step >= spec["die_after"]:
+                time.sleep(3)  # the checkpoint saved before (asynchronously, by all processes) is finished
+                os._exit(9)  # then no clean-up, no save: a host that is lost
+            return advance(replicated, step)
+
+        advance_or_die.close = advance.close
+        return advance_or_die
+
+    loop.make_advance_fn = dying_advance_fn
+
+state = train.train(config, spec["workdir"])
+flat = {}
+for prefix, tree in (("params", state.params), ("coupling", state.coupling_state)):
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        flat[prefix + jax.tree_util.keystr(path)] = np.asarray(leaf)
+np.savez(f"{spec['out']}.{jax.process_index()}.npz", losses=np.array(losses, dtype=np.float64).reshape(-1, 2), **flat)
