@@ -86,6 +86,15 @@ def command(argv: list[str] | None = None) -> str:
     return shlex.join(["python", script, *args])
 
 
+def load_config(name: str):
+    """The config ``configs/<file>.py`` of ``"file"`` or ``"file:arg"`` (its get_config(arg))."""
+    import importlib
+
+    path, _, arg = name.partition(":")
+    module = importlib.import_module(f"configs.{path}")
+    return module.get_config(arg) if arg else module.get_config()
+
+
 def table(name: str, title: str, columns: list[str], rows: list[dict], formats: dict | None = None) -> dict:
     return {"name": name, "title": title, "columns": list(columns), "rows": rows, "formats": dict(formats or {})}
 

@@ -31,7 +31,6 @@ straighter teacher distils better.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
@@ -54,14 +53,8 @@ BETAS = "1,2,5,10,20,independent"
 SWEEP = (("euler", 1), ("euler", 2), ("heun_euler_last", 3), ("heun_euler_last", 5), ("euler", 128))
 
 
-def load(name: str):
-    path, _, arg = name.partition(":")
-    module = importlib.import_module(f"configs.{path}")
-    return module.get_config(arg) if arg else module.get_config()
-
-
 def toy_config(beta: str, steps: int | None):
-    config = load(f"curvature_toy:{beta}")
+    config = common.load_config(f"curvature_toy:{beta}")
     if steps:
         every = min(steps, 1_000)
         config.training.num_steps, config.training.log_every, config.training.checkpoint_every = steps, every, steps
@@ -210,7 +203,7 @@ def digits_table(workdir: str, steps: int | None, betas: list[str], baselines_di
     for name, label in [(f"curvature_digits:{b}", f"encoder, beta = {b}") for b in betas] + [
         (f"{m}_digits", label) for m, label in DIGITS_BASELINES.items()
     ]:
-        config = load(name)
+        config = common.load_config(name)
         if steps:
             config.training.num_steps = steps
         run_dir = os.path.join(workdir, "digits", name.replace(":", "_"))
@@ -229,7 +222,7 @@ def digits_table(workdir: str, steps: int | None, betas: list[str], baselines_di
         "encoder's or the independent coupling on the 300 test images; for the encoder, Fig. 8's gap: FD-digits of "
         "the test images' reconstructions (Euler 128 from their encodings) against that of as many samples"
     )
-    config = load(f"curvature_digits:{betas[0]}")
+    config = common.load_config(f"curvature_digits:{betas[0]}")
     settings = {"steps": steps or config.training.num_steps, "betas": betas, "baselines": baselines_dir or "trained"}
     return common.table("curvature_digits", title, columns, rows, formats), settings
 
@@ -284,7 +277,7 @@ def distill_table(workdir: str, betas: list[str], steps: int, baselines_dir: str
     ]
     rows = []
     for name, label, nfe in teachers:
-        config = load(name)
+        config = common.load_config(name)
         teacher_dir = os.path.join(workdir, "digits", name.replace(":", "_"))
         if name == "icfm_digits" and baselines_dir:
             teacher_dir = os.path.join(baselines_dir, "icfm")

@@ -30,7 +30,6 @@ Runs are kept in WORKDIR and resumed, not redone. The tables also go to a JSON f
 """
 
 import argparse
-import importlib
 import json
 import math
 import os
@@ -73,12 +72,6 @@ def similarity_table(seed: int = 0) -> dict:
     return common.table("lmm_bound", title, ["d", "n", "OT", "NN", "bound"], rows, {"d": "d", "n": "d"})
 
 
-def load(name: str):
-    path, _, arg = name.partition(":")
-    module = importlib.import_module(f"configs.{path}")
-    return module.get_config(arg) if arg else module.get_config()
-
-
 def run(config, workdir: str, name: str, mode: str = "train"):
     """``main.py --mode=<mode>`` on ``config`` (train: resumes, then the evaluation sweep)."""
     import main
@@ -118,7 +111,7 @@ def toy_table(workdir: str, steps: int | None) -> tuple[dict, dict]:
     dirs = {m: os.path.join(workdir, "toy128", m) for m in ("edm", "icfm", "botcfm", "rf2") + tuple(LMM_TOY)}
     configs = {}
     for method in dirs:
-        config = load(f"lmm_toy128:{method.split('_')[0]}")
+        config = common.load_config(f"lmm_toy128:{method.split('_')[0]}")
         if method in LMM_TOY:  # the paper states neither the sigma distribution nor a per-sigma weight
             config.lmm.sigma, config.lmm.weighting = LMM_TOY[method][1:]
         if steps:
@@ -227,7 +220,7 @@ def digits_table(
 ) -> tuple[dict, dict]:
     """The digits pipeline: EDM teacher -> Heun pairs -> LMM with three losses (see the module docstring)."""
     teacher_dir = os.path.join(workdir, "digits", "teacher")
-    teacher = load("edm_digits")
+    teacher = common.load_config("edm_digits")
     run(teacher, teacher_dir, "edm_digits")
     run(teacher, teacher_dir, "edm_digits", "pairs")
     rows, settings = [], {}
@@ -245,7 +238,7 @@ def digits_table(
     for key, label, overrides in DIGITS_VARIANTS:
         if key not in variants:
             continue
-        config = load("lmm_digits")
+        config = common.load_config("lmm_digits")
         config.data.data_dir = os.path.join(teacher_dir, "pairs")
         config.training.init_from = teacher_dir
         for field, value in overrides.items():
@@ -287,7 +280,7 @@ def flow_teacher_rows(workdir: str, steps: int | None, settings: dict) -> list[d
     2-RF on them (flow matching, from the teacher), and LMM on the same pairs (L2; unconditional, so trained from
     scratch: the EDM teacher's conditional network does not fit, and a velocity network is no denoiser)."""
     teacher_dir = os.path.join(workdir, "digits", "icfm_teacher")
-    teacher = load("icfm_digits")
+    teacher = common.load_config("icfm_digits")
     teacher.pairs.solver, teacher.pairs.nfe, teacher.pairs.num_pairs = "midpoint", 32, 10_000
     teacher.eval.solvers, teacher.eval.nfe = ("euler", "midpoint"), (1, 2, 32)
     run(teacher, teacher_dir, "icfm_digits")
@@ -305,7 +298,7 @@ def flow_teacher_rows(workdir: str, steps: int | None, settings: dict) -> list[d
             "Euler NFE 2": pick(t_rows, "euler", 2),
         }
     ]
-    rf2 = load("icfm_digits")
+    rf2 = common.load_config("icfm_digits")
     rf2.data.name, rf2.data.data_dir, rf2.data.num_train, rf2.data.random_flip = "pairs", pairs_dir, 0, False
     rf2.coupling.name, rf2.training.init_from = "independent", teacher_dir
     rf2.eval.solvers, rf2.eval.nfe = ("euler",), (1, 2)
@@ -317,7 +310,7 @@ def flow_teacher_rows(workdir: str, steps: int | None, settings: dict) -> list[d
     out.append(
         {"model": "2-RF on its pairs", "Euler NFE 1": pick(r_rows, "euler", 1), "Euler NFE 2": pick(r_rows, "euler", 2)}
     )
-    lines = load("lmm_digits")
+    lines = common.load_config("lmm_digits")
     lines.data.data_dir, lines.model.num_classes, lines.lmm.from_teacher = pairs_dir, 0, False
     if steps:
         lines.training.num_steps = steps

@@ -64,6 +64,7 @@ RUNS = {
                 "--workdir {runs}/rectify"),
     "rectify_init_teacher": ("rectify.py", "--tables 2 --init_from_teacher --workdir {runs}/rectify", None),
     "unet_params": ("unet_params.py", "", ""),
+    "throughput": ("throughput.py", "--steps 20", "--configs edm_cifar10:uncond,loom_cifar10 --steps 20"),
 }  # fmt: skip
 
 
@@ -682,6 +683,25 @@ def section_unet(data: dict, quick: bool, out: list[str]) -> None:
         out.append(common.markdown(t) + "\n")
 
 
+def section_throughput(data: dict, quick: bool, out: list[str]) -> None:
+    if "throughput" not in data:
+        return
+    record = data["throughput"]
+    out.append("## Train-step throughput\n")
+    out.append(
+        "`benchmarks/throughput.py`: the real train step (input pipeline, coupling, loss, update; LMM's two stages "
+        "each) of the paper configs on the devices of the machine, with XLA's FLOP count of the step. On a CPU the "
+        "configs are shrunk (a one-level 8-channel UNet on 8 px, 16 px for LMM, 2 examples per device: their "
+        "couplings and losses at toy size), so these rows say what the pipeline costs here, not what the papers' "
+        "networks cost; on a GPU or TPU host the same command runs them at full size (`--size full`, the default "
+        "there). Data: TFDS's mock images and random pairs (`--data mock`).\n"
+    )
+    out.append(provenance(record, "throughput", quick) + "\n")
+    for t in record["tables"]:
+        out.append(f"**{t['title']}.**\n")
+        out.append(common.markdown(t) + "\n")
+
+
 SECTIONS = [
     section_toy,
     section_steps_per_call,
@@ -694,6 +714,7 @@ SECTIONS = [
     section_curvature,
     section_rectify,
     section_unet,
+    section_throughput,
 ]
 
 
