@@ -159,17 +159,26 @@ def _make_advance(config: ml_collections.ConfigDict, exp: Experiment, step_key: 
         p_pairings = _per_device(pairings, (0, None))
         p_updates = _with_frozen(updates, (0, 0, None), frozen, donate=(0,))
         worker, ahead = concurrent.futures.ThreadPoolExecutor(1), {}
+        # The two threads dispatch their programs one at a time: each multi-device program then reaches every
+        # device in the same order relative to the other's. Dispatched at once from both threads, a pairing and
+        # the collective update could interleave differently on different devices, and XLA:CPU's rendezvous
+        # of the update's collectives then waited until it aborted the process (seen on a loaded 2-core machine).
+        # The programs still run concurrently: the lock is held while dispatching, not while they run.
+        dispatch = threading.Lock()
 
         def paired_at(step: int):
-            batch, keys, pool_info = inputs(step)
-            return jax.block_until_ready(p_pairings(batch, keys)), keys, pool_info
+            with dispatch:
+                batch, keys, pool_info = inputs(step)
+                paired = p_pairings(batch, keys)
+            return jax.block_until_ready(paired), keys, pool_info
 
         def advance_paired_ahead(replicated, step: int):
             paired, keys, pool_info = (ahead.pop(step, None) or worker.submit(paired_at, step)).result()
             ahead.clear()
             if step + per_call < num_steps:
                 ahead[step + per_call] = worker.submit(paired_at, step + per_call)
-            replicated, metrics = p_updates(replicated, paired, keys)
+            with dispatch:
+                replicated, metrics = p_updates(replicated, paired, keys)
             return replicated, last(metrics), pool_info
 
         def close():  # stops the worker: its pairing in flight calls back into Python, which must outlive it
