@@ -97,8 +97,8 @@ def run(name: str, quick: bool, results: str) -> tuple[int, float]:
     The full report resumes the training runs it finds under runs/report/; --quick trains from scratch
     every time (it empties its own folders under runs/report_quick/ first)."""
     out = os.path.join(results, f"{name}.json")
-    if os.path.exists(out):
-        os.remove(out)  # a failed run leaves no stale table behind
+    if os.path.exists(out):  # a failed run leaves no stale table on the page, and the last results are kept
+        os.replace(out, out + ".previous")
     if quick:
         for arg in RUNS[name][2].split():
             if arg.startswith("{runs}/"):
