@@ -585,6 +585,18 @@ def section_lmm(data: dict, quick: bool, out: list[str]) -> None:
     for t in record["tables"]:
         out.append(f"**{t['title']}.**\n")
         out.append(common.markdown(t) + "\n")
+    rows = {r["model"]: r for t in record["tables"] if t["name"] == "lmm_digits" for r in t["rows"]}
+    l2, lpips = rows.get("LMM, L2 (mean squared error)"), rows.get("LMM, LPIPS-VGG (16x16)")
+    if l2 and lpips and l2.get("lmm:0") is not None and lpips.get("lmm:0") is not None:
+        better = lpips["lmm:0"] < l2["lmm:0"]
+        steps = {k: v.get("training.num_steps") for k, v in record["settings"].get("digits", {}).items()}
+        out.append(
+            f"The paper's claim that the perceptual loss beats L2: at NFE 1 the LPIPS student scores FD-digits "
+            f"{lpips['lmm:0']:.2f} against L2's {l2['lmm:0']:.2f}, so it is "
+            f"{'reproduced' if better else 'not reproduced'} here (an untested guess why: LPIPS-VGG sees the 8x8 "
+            "digits upsampled to 16x16, far from the natural images its weights were fitted to; steps: L2 "
+            f"{steps.get('l2')}, LPIPS {steps.get('lpips')}).\n"
+        )
     digits = tables_of(data["digits"]) if "digits" in data else []
     loom = [r for t in digits for r in t["rows"] if str(r.get("coupling", "")).startswith("LOOM")]
     if loom and any(t["name"] == "lmm_digits" for t in record["tables"]):
