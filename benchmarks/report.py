@@ -151,6 +151,11 @@ def provenance(record: dict, name: str, quick: bool) -> str:
     )
 
 
+def titled_tables(record: dict) -> list[str]:
+    """Each table of a record as its bold title and its Markdown table."""
+    return [part for t in record["tables"] for part in (f"**{t['title']}.**\n", common.markdown(t) + "\n")]
+
+
 def tables_of(record: dict, prefix: str = "") -> list[dict]:
     return [t for t in record["tables"] if t["name"].startswith(prefix)]
 
@@ -563,9 +568,7 @@ def section_edm(data: dict, quick: bool, out: list[str]) -> None:
         "compare its small-N columns with Euler at the same NFE.\n"
     )
     out.append(provenance(record, "edm", quick) + "\n")
-    for t in record["tables"]:
-        out.append(f"**{t['title']}.**\n")
-        out.append(common.markdown(t) + "\n")
+    out.extend(titled_tables(record))
 
 
 def section_lmm(data: dict, quick: bool, out: list[str]) -> None:
@@ -582,9 +585,7 @@ def section_lmm(data: dict, quick: bool, out: list[str]) -> None:
         "are ambiguous, so compare rankings, not values).\n"
     )
     out.append(provenance(record, "lmm", quick) + "\n")
-    for t in record["tables"]:
-        out.append(f"**{t['title']}.**\n")
-        out.append(common.markdown(t) + "\n")
+    out.extend(titled_tables(record))
     rows = {r["model"]: r for t in record["tables"] if t["name"] == "lmm_digits" for r in t["rows"]}
     l2, lpips = rows.get("LMM, L2 (mean squared error)"), rows.get("LMM, LPIPS-VGG (16x16)")
     if l2 and lpips and l2.get("lmm:0") is not None and lpips.get("lmm:0") is not None:
@@ -627,9 +628,7 @@ def section_curvature(data: dict, quick: bool, out: list[str]) -> None:
         "the toy's forward lines and reverse paths are written to the run's workdir (`toy_trajectories.png`).\n"
     )
     out.append(provenance(record, "curvature", quick) + "\n")
-    for t in record["tables"]:
-        out.append(f"**{t['title']}.**\n")
-        out.append(common.markdown(t) + "\n")
+    out.extend(titled_tables(record))
 
 
 def section_rectify(data: dict, quick: bool, out: list[str]) -> None:
@@ -709,9 +708,7 @@ def section_throughput(data: dict, quick: bool, out: list[str]) -> None:
         "there). Data: TFDS's mock images and random pairs (`--data mock`).\n"
     )
     out.append(provenance(record, "throughput", quick) + "\n")
-    for t in record["tables"]:
-        out.append(f"**{t['title']}.**\n")
-        out.append(common.markdown(t) + "\n")
+    out.extend(titled_tables(record))
 
 
 SECTIONS = [

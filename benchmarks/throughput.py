@@ -93,18 +93,13 @@ def flops_per_step(config, exp, batch, stage: int) -> float | None:
     """XLA's FLOP count of one global step: the per-device step lowered on one device's share, times the
     device count (None where the backend gives no count)."""
     step = loop._step_fn(config, exp, stage=stage)
-    one = lambda tree: jax.tree.map(lambda a: jax.ShapeDtypeStruct((1,) + tuple(np.shape(a)[1:]), a.dtype), tree)
-    args = [one(jax.tree.map(lambda a: np.zeros((1,) + np.shape(a), a.dtype), exp.state)), one(batch)]
-    in_axes = (0, 0, None)
+    per_device = lambda tree: jax.tree.map(lambda a: jax.ShapeDtypeStruct((1,) + np.shape(a), a.dtype), tree)
+    one_device = lambda tree: jax.tree.map(lambda a: jax.ShapeDtypeStruct((1,) + np.shape(a)[1:], a.dtype), tree)
+    args = [per_device(exp.state), one_device(batch), jax.random.PRNGKey(0)]
     if exp.frozen is not None:
-        args.append(jax.tree.map(lambda a: jax.ShapeDtypeStruct((1,) + np.shape(a), a.dtype), exp.frozen))
-        in_axes += (0,)
-        run = lambda s, b, k, f: step(s, b, k, f)
-    else:
-        run = lambda s, b, k: step(s, b, k)
-    lowered = jax.jit(jax.vmap(run, axis_name=AXIS, in_axes=in_axes)).lower(
-        args[0], args[1], jax.random.PRNGKey(0), *args[2:]
-    )
+        args.append(per_device(exp.frozen))
+    in_axes = (0, 0, None, 0)[: len(args)]
+    lowered = jax.jit(jax.vmap(step, axis_name=AXIS, in_axes=in_axes)).lower(*args)
     cost = lowered.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = (cost or {}).get("flops")
