@@ -27,18 +27,9 @@ used where it is: it must be on the shared filesystem too.
 EOF
 }
 
-die() { echo "error: $*" >&2; exit 2; }
-
-# Shell-quotes its arguments onto one line (only where needed), so printed commands can be pasted.
-q() {
-  local a out=()
-  for a in "$@"; do
-    if [[ $a =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then out+=("$a"); else out+=("'${a//\'/\'\\\'\'}'"); fi
-  done
-  printf '%s\n' "${out[*]}"
-}
-
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=launch/common.sh
+source "$root/launch/common.sh"
 nodes="" gpus_per_node="" per=gpu partition="" time="" account="" config="" workdir="" venv="" job_name=""
 requeue=0 dry=0 passthrough=()
 options=" nodes gpus_per_node per partition time account config workdir venv job_name "  # each --OPTION=VALUE sets the variable OPTION

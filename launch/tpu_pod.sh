@@ -29,18 +29,9 @@ usage: launch/tpu_pod.sh --name=TPU --zone=ZONE --accelerator=TYPE --config=FILE
 EOF
 }
 
-die() { echo "error: $*" >&2; exit 2; }
-
-# Shell-quotes its arguments onto one line (only where needed), so printed commands can be pasted.
-q() {
-  local a out=()
-  for a in "$@"; do
-    if [[ $a =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then out+=("$a"); else out+=("'${a//\'/\'\\\'\'}'"); fi
-  done
-  printf '%s\n' "${out[*]}"
-}
-
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=launch/common.sh
+source "$root/launch/common.sh"
 name="" zone="" accelerator="" version="" project="" config="" workdir="" repo="$root" data_dir=""
 capacity="" dry=0 passthrough=()
 options=" name zone accelerator version project config workdir repo data_dir "  # each --OPTION=VALUE sets the variable OPTION
