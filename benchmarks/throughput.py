@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 from benchmarks import common  # noqa: E402
 from flowjax import train  # noqa: E402
 from flowjax.data import dataset as datasets  # noqa: E402
+from flowjax.data import images  # noqa: E402
 from flowjax.data import pairs as pairs_io  # noqa: E402
 from flowjax.train import lmm_stages, loop  # noqa: E402
 from flowjax.train.step import AXIS  # noqa: E402
@@ -173,7 +174,7 @@ def main() -> None:
                 if datasets.kind(config.data) == "pairs":
                     config.data.data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="flowjax-pairs-"))
                     random_pairs(config, config.data.data_dir)
-                stack.enter_context(_mock_tfds())
+                stack.enter_context(images.mock_tfds())
             stages = (1, 2) if lmm_stages.adversarial_stage(config) else (1,)
             for stage in stages:
                 row = measure(name, config, args.steps, args.warmup, stage)
@@ -192,22 +193,6 @@ def main() -> None:
     title = f"Train-step throughput ({size} configs, {jax.device_count()} {jax.devices()[0].device_kind} devices)"
     settings = {"size": size, "steps": args.steps, "warmup": args.warmup, "data": args.data}
     common.write(args.out, "throughput", [common.table("throughput", title, columns, rows, formats)], 1, settings)
-
-
-@contextlib.contextmanager
-def _mock_tfds():
-    """TFDS's mock examples for every TFDS data set the config opens (12 images generated from the builder's
-    features, no files). tfds 4.9.10's mock binds its `__getitems__` without `self`: given the intended one."""
-    import tensorflow_datasets as tfds
-    from tensorflow_datasets.testing import mocking
-
-    original = mocking._getitems
-    mocking._getitems = lambda keys, generator, serialized=False: [generator[k] for k in keys]
-    try:
-        with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
-            yield
-    finally:
-        mocking._getitems = original
 
 
 if __name__ == "__main__":

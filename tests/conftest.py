@@ -21,14 +21,9 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture
-def mock_tfds(monkeypatch):
-    """tfds's own mock (12 random examples generated from the builder's features, no files).
+def mock_tfds():
+    """TFDS's own mock data (`images.mock_tfds`: 12 examples generated from the builder's features, no files)."""
+    from flowjax.data import images
 
-    tfds 4.9.10's mock binds its `__getitems__` without `self`; give it the intended signature.
-    """
-    import tensorflow_datasets as tfds
-    from tensorflow_datasets.testing import mocking
-
-    monkeypatch.setattr(mocking, "_getitems", lambda keys, generator, serialized=False: [generator[k] for k in keys])
-    with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
+    with images.mock_tfds():
         yield

@@ -17,63 +17,72 @@ import os
 import sys
 import time
 
-spec = json.loads(sys.argv[1])
-os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={spec['devices']}"
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from flowjax import distributed  # noqa: E402
-
-if spec.get("coordinator"):
-    distributed.initialize("on", spec["coordinator"], spec["num_processes"], spec["process_id"])
-
-from flowjax import train  # noqa: E402
-from flowjax.train import loop  # noqa: E402
-
-module_spec = importlib.util.spec_from_file_location("config", spec["config"])
-module = importlib.util.module_from_spec(module_spec)
-module_spec.loader.exec_module(module)
-config = module.get_config()
-for field, value in spec.get("overrides", {}).items():
-    *parents, name = field.split(".")
-    node = config
-    for p in parents:
-        node = node[p]
-    node[name] = value
-
-losses = []
+def load_config(path: str, overrides: dict):
+    """``get_config()`` of the config file at ``path`` with ``{"section.field": value}`` overrides."""
+    module_spec = importlib.util.spec_from_file_location("config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    config = module.get_config()
+    for field, value in overrides.items():
+        *parents, name = field.split(".")
+        node = config
+        for p in parents:
+            node = node[p]
+        node[name] = value
+    return config
 
 
-class RecordingWriter(loop.MetricWriter):
-    def write_scalars(self, step, scalars):
-        losses.append((step, scalars["loss"]))
-        super().write_scalars(step, scalars)
+def main(spec: dict) -> None:
+    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={spec['devices']}"
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    import jax
+    import numpy as np
+
+    from flowjax import distributed
+
+    if spec.get("coordinator"):
+        distributed.initialize("on", spec["coordinator"], spec["num_processes"], spec["process_id"])
+
+    from flowjax import train
+    from flowjax.train import loop
+
+    config = load_config(spec["config"], spec.get("overrides", {}))
+    losses = []
+
+    class RecordingWriter(loop.MetricWriter):
+        def write_scalars(self, step, scalars):
+            losses.append((step, scalars["loss"]))
+            super().write_scalars(step, scalars)
+
+    loop.MetricWriter = RecordingWriter
+    if spec.get("die_after") is not None:
+        make_advance = loop.make_advance_fn
+
+        def dying_advance_fn(config, exp, step_key=None):
+            advance = make_advance(config, exp, step_key)
+
+            def advance_or_die(replicated, step):
+                if step >= spec["die_after"]:
+                    time.sleep(3)  # the checkpoint saved before (asynchronously, by all processes) is finished
+                    os._exit(9)  # then no clean-up, no save: a host that is lost
+                return advance(replicated, step)
+
+            advance_or_die.close = advance.close
+            return advance_or_die
+
+        loop.make_advance_fn = dying_advance_fn
+
+    state = train.train(config, spec["workdir"])
+    flat = {}
+    for prefix, tree in (("params", state.params), ("coupling", state.coupling_state)):
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+            flat[prefix + jax.tree_util.keystr(path)] = np.asarray(leaf)
+    out = f"{spec['out']}.{jax.process_index()}.npz"
+    np.savez(out, losses=np.array(losses, dtype=np.float64).reshape(-1, 2), **flat)
 
 
-loop.MetricWriter = RecordingWriter
-if spec.get("die_after") is not None:
-    make_advance = loop.make_advance_fn
-
-    def dying_advance_fn(config, exp, step_key=None):
-        advance = make_advance(config, exp, step_key)
-
-        def advance_or_die(replicated, step):
-            if step >= spec["die_after"]:
-                time.sleep(3)  # the checkpoint saved before (asynchronously, by all processes) is finished
-                os._exit(9)  # then no clean-up, no save: a host that is lost
-            return advance(replicated, step)
-
-        advance_or_die.close = advance.close
-        return advance_or_die
-
-    loop.make_advance_fn = dying_advance_fn
-
-state = train.train(config, spec["workdir"])
-flat = {}
-for prefix, tree in (("params", state.params), ("coupling", state.coupling_state)):
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        flat[prefix + jax.tree_util.keystr(path)] = np.asarray(leaf)
-np.savez(f"{spec['out']}.{jax.process_index()}.npz", losses=np.array(losses, dtype=np.float64).reshape(-1, 2), **flat)
+if __name__ == "__main__":
+    main(json.loads(sys.argv[1]))

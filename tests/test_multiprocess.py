@@ -16,6 +16,7 @@ import sys
 import tempfile
 
 import jax
+import mp_worker  # tests/mp_worker.py: pytest puts tests/ on the path
 import numpy as np
 import pytest
 
@@ -79,16 +80,7 @@ def _wait(procs, logs, timeout=300) -> None:
 
 
 def _config_of(config_path: str, overrides: dict = OVERRIDES):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("config", os.path.join(ROOT, config_path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    for field, value in overrides.items():
-        section, name = field.split(".")
-        config[section][name] = value
-    return config
+    return mp_worker.load_config(os.path.join(ROOT, config_path), overrides)
 
 
 _REFERENCES = {}
@@ -300,6 +292,36 @@ def test_each_process_gets_its_rows_of_the_global_batch(kind, tmp_path, monkeypa
         assert sorted(shares[0][step]) == sorted(want[step])
         for k, v in want[step].items():
             np.testing.assert_array_equal(np.concatenate([shares[0][step][k], shares[1][step][k]]), v, err_msg=k)
+
+
+def test_real_images_of_lmm_stage_two_are_read_per_process(mock_tfds, tmp_path, monkeypatch):
+    """LMM's second stage adds real images of the teacher's data set (flipped, labelled) to every batch: each
+    process reads only its rows of them from the files (the global batch is never read), and the two shares
+    together are the one-process batch."""
+    from flowjax.data import dataset as datasets
+    from flowjax.train.inputs import make_batch_fn
+
+    config = _config_of("configs/quickstart.py", {**OVERRIDES, "training.batch_size": 8})
+    config.data.name, config.data.data_dir, config.coupling.name = "pairs", _pairs_dir(tmp_path / "p"), "independent"
+    config.data.num_train = 0
+    exp = train.setup(config)
+    real_config = config.copy_and_resolve_references()
+    real_config.data.name, real_config.data.data_dir, real_config.data.random_flip = "cifar10", str(tmp_path), True
+    real_config.model.num_classes = 10
+    real = datasets.from_config(real_config)
+    flat = lambda b: {k: np.asarray(v).reshape((-1,) + np.shape(v)[2:]) for k, v in b.items()}
+    want = [flat(make_batch_fn(config, exp, real)(step)[0]) for step in (0, 5)]
+    assert {"real", "real_label"} <= want[0].keys()
+    real = real._replace(global_batch=lambda step: pytest.fail("read whole"))
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    shares = []
+    for index in range(2):
+        monkeypatch.setattr(jax, "process_index", lambda index=index: index)
+        batch_fn = make_batch_fn(config, exp, real)
+        shares.append([flat(batch_fn(step)[0]) for step in (0, 5)])
+    for step in range(2):
+        for k in ("real", "real_label"):
+            np.testing.assert_array_equal(np.concatenate([shares[0][step][k], shares[1][step][k]]), want[step][k])
 
 
 def test_shares_cover_every_item_once_in_order(monkeypatch):

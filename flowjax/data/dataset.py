@@ -64,7 +64,7 @@ class Dataset(NamedTuple):
     ``stream(start_step)``, for image data sets, iterates this process's per-device batches from
     ``start_step`` on, read ahead by background threads (`images.batches`), with the same entries.
     ``num_classes``: how many classes the data's labels index (0: the data have none), whether or not the
-    model is conditioned on them. ``rows_batch(step, rows)``, for stored pairs, is ``global_batch(step)``'s
+    model is conditioned on them. ``rows_batch(step, rows)``, for stored pairs and images, is ``global_batch(step)``'s
     ``rows`` (a slice) read alone: a process of a multi-process run reads only its share from disk.
     """
 
@@ -266,10 +266,13 @@ def from_config(config: ml_collections.ConfigDict) -> Dataset:
             source, batch_size, seed, flip=data.random_flip, flip_as_example=data.flip_as_example
         )
 
+        def image_rows(step: int, rows: slice = slice(None)) -> dict:
+            batch = read_step(step, rows)
+            return {k: batch[k] for k in keep}
+
         @functools.lru_cache(maxsize=1)  # the input pipeline often re-reads the batch its pools just read
         def image_batch(step: int) -> dict:
-            batch = read_step(step)
-            return {k: batch[k] for k in keep}
+            return image_rows(step)
 
         def image_stream(start_step: int) -> Iterator[dict]:
             for batch in images.batches(
@@ -294,6 +297,7 @@ def from_config(config: ml_collections.ConfigDict) -> Dataset:
             image_stream,
             source.num_examples,
             source.num_classes,
+            rows_batch=image_rows,
         )
     if what == "pairs":
         stored = pairs.open_pairs(data.data_dir, data.num_train)

@@ -41,6 +41,7 @@ tensorflow-datasets and grain come with ``pip install -e '.[data]'`` and are imp
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import pathlib
 import sys
@@ -86,6 +87,24 @@ def _require(module: str) -> Any:
         return importlib.import_module(module)
     except ImportError as err:
         raise ImportError(f"{module} is needed here; install it with pip install -e '.[data]'.") from err
+
+
+@contextlib.contextmanager
+def mock_tfds(num_examples: int = 12) -> Iterator[None]:
+    """Within it, every TFDS data set opened reads TFDS's own mock examples (``num_examples`` generated from the
+    builder's features, no files): a config's real input pipeline runs where its data are not prepared (tests,
+    `benchmarks/throughput.py`). tfds 4.9.10's mock binds its ``__getitems__`` without ``self``: it is given the
+    intended signature meanwhile."""
+    tfds = _require("tensorflow_datasets")
+    from tensorflow_datasets.testing import mocking
+
+    original = mocking._getitems
+    mocking._getitems = lambda keys, generator, serialized=False: [generator[k] for k in keys]
+    try:
+        with tfds.testing.mock_data(num_examples=num_examples, policy=tfds.testing.MockPolicy.USE_CODE):
+            yield
+    finally:
+        mocking._getitems = original
 
 
 def to_unit_range(images: np.ndarray) -> np.ndarray:
@@ -257,7 +276,8 @@ def step_reader(
     flip_as_example: bool = False,
     rows: slice = slice(None),
 ) -> Callable[[int], dict[str, np.ndarray]]:
-    """``step -> rows [rows] of the global batch of that step``, read from ``source`` (random access).
+    """``step -> rows [rows] of the global batch of that step``, read from ``source`` (random access); the
+    reader's second argument reads other rows of the step (``reader(step, rows)``).
 
     Returns a dict of ``"x1"`` images [n, H, W, C] (flipped where ``"flip"`` is set), ``"index"``
     int32 example indices, ``"flip"`` bool and ``"label"`` int32 when the source has labels.
@@ -269,7 +289,7 @@ def step_reader(
     key = jax.random.fold_in(jax.random.PRNGKey(seed), DATA_KEY)
     indices_at = stream.host_batch_indices(key, source.num_examples, batch_size)  # checks batch_size <= examples
 
-    def batch_at(step: int) -> dict[str, np.ndarray]:
+    def batch_at(step: int, rows: slice = rows) -> dict[str, np.ndarray]:
         index = indices_at(step)[rows]
         flips = flip_mask(seed, step, batch_size)[rows] if flip else np.zeros(len(index), bool)
         images, labels = source.read(index)

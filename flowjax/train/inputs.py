@@ -47,8 +47,11 @@ def make_batch_fn(
     rows = None if jax.process_count() == 1 else stream.process_rows(size)  # one process: no slice to take
     mine = lambda a: a if rows is None else a[rows]
     read_mine = lambda step: jax.tree.map(mine, global_batch(step))
-    if rows is not None and pools is None and dataset.rows_batch is not None:  # stored pairs: this share only
+    if rows is not None and pools is None and dataset.rows_batch is not None:  # files: this share only
         read_mine = lambda step: dataset.rows_batch(step, rows)
+    real_mine = None if real is None else lambda step: jax.tree.map(mine, real.global_batch(step))
+    if rows is not None and real is not None and real.rows_batch is not None:  # image files: this share only
+        real_mine = lambda step: real.rows_batch(step, rows)
 
     def batch_fn(step: int) -> tuple[dict, dict]:
         batch, info = dict(read_mine(step)), {}
@@ -56,10 +59,10 @@ def make_batch_fn(
             x0, info = pools(step)
             batch["x0"] = mine(x0)
         if real is not None:
-            images = real.global_batch(step)
-            batch["real"] = mine(images["x1"])
+            images = real_mine(step)
+            batch["real"] = images["x1"]
             if "label" in images:
-                batch["real_label"] = mine(images["label"])
+                batch["real_label"] = images["label"]
         return jax.tree.map(lambda a: stream.per_device(a, devices), batch), info
 
     return batch_fn
