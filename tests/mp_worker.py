@@ -8,7 +8,8 @@ SPEC_JSON: {"devices": local CPU devices, "config": "configs/<name>.py", "overri
 previous call, so that a checkpoint saved then is complete) or null}.
 
 Trains with `flowjax.train.train` and writes ``<out>.<process_id>.npz``: the final parameters and coupling state
-(flattened), and the loss logged at every log step.
+(flattened), and the loss logged at every log step. With ``"task": "fid"`` (and ``"root"``), runs the image
+evaluation sweep of tests/test_evaluate_images.py instead (`evaluate_images`).
 """
 
 import importlib.util
@@ -46,6 +47,9 @@ def main(spec: dict) -> None:
     if spec.get("coordinator"):
         distributed.initialize("on", spec["coordinator"], spec["num_processes"], spec["process_id"])
 
+    if spec.get("task") == "fid":
+        return evaluate_images(spec)
+
     from flowjax import train
     from flowjax.train import loop
 
@@ -82,6 +86,26 @@ def main(spec: dict) -> None:
             flat[prefix + jax.tree_util.keystr(path)] = np.asarray(leaf)
     out = f"{spec['out']}.{jax.process_index()}.npz"
     np.savez(out, losses=np.array(losses, dtype=np.float64).reshape(-1, 2), **flat)
+
+
+def evaluate_images(spec: dict) -> None:
+    """The evaluation sweep with FID of tests/test_evaluate_images.py (its image folder under ``spec["root"]``,
+    analytic field and stand-in Inception) in ``spec["workdir"]``; writes the rows to ``<out>.<process>.json``."""
+    import pathlib
+
+    import jax
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import test_evaluate_images as case
+
+    from flowjax import evaluate, evaluate_fid
+
+    evaluate_fid.inception.check_inception_file = lambda path: None
+    evaluate_fid.fid_feature_fn = lambda config: case.make_features(0)
+    config = case.make_config(pathlib.Path(spec["root"]))
+    rows = evaluate.evaluate(config, spec["workdir"], case.make_apply(), case.PARAMS, 3, case.noise_one, "test_cfg")
+    with open(f"{spec['out']}.{jax.process_index()}.json", "w") as f:
+        json.dump(rows, f)
 
 
 if __name__ == "__main__":

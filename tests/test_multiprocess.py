@@ -324,6 +324,42 @@ def test_real_images_of_lmm_stage_two_are_read_per_process(mock_tfds, tmp_path, 
             np.testing.assert_array_equal(np.concatenate([shares[0][step][k], shares[1][step][k]]), want[step][k])
 
 
+def test_image_fid_of_two_processes_is_the_fid_of_one(tmp_path, monkeypatch):
+    """tests/test_evaluate_images.py's FID sweep (20 samples and 24 reference images in batches of 7, shared
+    2 / 1 and 2 / 2 by the processes; path samples 1 / 1) on 2 processes x 2 devices: the same rows as this
+    process's run, each FID that of all samples at once against all reference images; process 0 writes."""
+    import test_evaluate_images as case
+
+    from flowjax import evaluate_fid
+    from flowjax.metrics import fid
+
+    root = case.make_root(tmp_path)
+    spec = {
+        "devices": 2,
+        "task": "fid",
+        "root": str(root),
+        "workdir": str(tmp_path / "two"),
+        "out": str(tmp_path / "rows"),
+    }
+    procs = _start(spec, tmp_path)
+    monkeypatch.setattr(evaluate_fid.inception, "check_inception_file", lambda path: None)
+    one = case.run(case.make_config(root), tmp_path / "one", case.make_features(0))
+    _wait(procs, tmp_path)
+    rows = [json.load(open(tmp_path / f"rows.{i}.json")) for i in range(2)]
+    assert rows[0] == rows[1]  # every process returns the combined rows
+    config, features = case.make_config(root), case.make_features(0)
+    reference = case.reference_stats(config, features)
+    for got, want in zip(rows[0], one, strict=True):
+        assert got.keys() == want.keys() and (got["solver"], got["nfe"]) == (want["solver"], want["nfe"])
+        for k in set(want) - {"solver", "nfe"}:
+            assert got[k] == pytest.approx(want[k], rel=1e-5, abs=1e-9), k
+        if "fid" in got:
+            expected = fid.frechet_distance(*case.sample_stats(config, got["nfe"], features), *reference)
+            assert got["fid"] == pytest.approx(expected, rel=1e-5, abs=1e-9)
+    with open(tmp_path / "two" / "eval" / "metrics.json") as f:
+        assert json.load(f)["results"] == rows[0]
+
+
 def test_shares_cover_every_item_once_in_order(monkeypatch):
     from flowjax import distributed
 
