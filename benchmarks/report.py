@@ -21,6 +21,7 @@ import argparse
 import datetime
 import importlib.util
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -54,7 +55,7 @@ RUNS = {
     "assignment_n1024": ("assignment.py", "--n 1024 --problems 10", None),
     "digits": ("digits.py", "--workdir {runs}/digits", None),
     "edm": ("edm.py", "--workdir {runs}/edm", "--workdir {runs}/edm --steps 300 --toy_steps 500"),
-    "lmm": ("lmm.py", "--workdir {runs}/lmm --digits_steps 400 --one_teacher",
+    "lmm": ("lmm.py", "--workdir {runs}/lmm --digits_steps 400",
             "--workdir {runs}/lmm --tasks bound,toy --toy_steps 1000"),
     "curvature": ("curvature.py", "--workdir {runs}/curvature --toy_steps 20000 --tasks toy,digits,distill "
                   "--digits_baselines {runs}/digits",
@@ -571,6 +572,54 @@ def section_edm(data: dict, quick: bool, out: list[str]) -> None:
     out.extend(titled_tables(record))
 
 
+def lmm_claims(rows: dict, steps: dict) -> list[str]:
+    """Sentences on the paper's claims that the LMM digits rows (by model name) allow, from their numbers."""
+    f = lambda v: common.format_cell(v, ".2f")
+    teacher, l2 = rows.get("EDM teacher (conditional)"), rows.get("LMM, L2 (mean squared error)")
+    lpips, adv = rows.get("LMM, LPIPS-VGG (16x16)"), rows.get("LMM, LPIPS, then + adversarial")
+    out = []
+    if teacher and l2 and None not in (teacher.get("teacher (Heun 35)"), l2.get("lmm:0"), l2.get("lmm:0,1")):
+        t, one, two = teacher["teacher (Heun 35)"], l2["lmm:0"], l2["lmm:0,1"]
+        out.append(
+            f"LMM at NFE 1-2 near or better than its teacher: the L2 student scores {f(one)} (NFE 1) and {f(two)} "
+            f"(NFE 2) against the teacher's {f(t)} at Heun NFE 35, {min(one, two) / t:.2f} times the teacher's at "
+            f"best{' (better)' if min(one, two) < t else ''}, with the teacher's own Euler at NFE 1 and 2 at "
+            f"{f(teacher.get('Euler NFE 1'))} and {f(teacher.get('Euler NFE 2'))}."
+        )
+    if l2 and lpips and None not in (l2.get("lmm:0"), lpips.get("lmm:0")):
+        better = lpips["lmm:0"] < l2["lmm:0"]
+        why = (
+            ""
+            if better
+            else " (an untested guess why not: LPIPS-VGG sees the 8x8 digits upsampled to 16x16, far "
+            "from the natural images its weights were fitted to)"
+        )
+        out.append(
+            f"Perceptual better than L2: at NFE 1 the LPIPS student scores {f(lpips['lmm:0'])} against L2's "
+            f"{f(l2['lmm:0'])}, {'reproduced' if better else 'not reproduced'} here{why}; steps: L2 {steps.get('l2')}, "
+            f"LPIPS {steps.get('lpips')}."
+        )
+    if lpips and adv and None not in (lpips.get("lmm:0"), adv.get("lmm:0")):
+        better = [k for k in ("lmm:0", "lmm:0,1") if adv.get(k) is not None and adv[k] < lpips.get(k, float("inf"))]
+        nfe = {"lmm:0": 1, "lmm:0,1": 2}
+        verdict = {0: "not reproduced.", 2: "reproduced at both."}.get(
+            len(better), f"reproduced at NFE {nfe[better[0]]} only." if better else ""
+        )
+        out.append(
+            f"The adversarial stage better than lines only: {steps.get('lpips_adv')} adversarial steps after the "
+            f"LPIPS student's {steps.get('lpips')} take its FD-digits from {f(lpips['lmm:0'])} to {f(adv['lmm:0'])} "
+            f"at NFE 1 and from {f(lpips.get('lmm:0,1'))} to {f(adv.get('lmm:0,1'))} at NFE 2: " + verdict
+        )
+    rf2, lines = rows.get("2-RF on its pairs"), rows.get("LMM, L2, on its pairs (from scratch)")
+    if rf2 and lines and None not in (rf2.get("Euler NFE 1"), lines.get("lmm:0")):
+        out.append(
+            f"A second teacher (I-CFM, its midpoint pairs): LMM on its lines scores {f(lines['lmm:0'])} at NFE 1 and "
+            f"{f(lines.get('lmm:0,1'))} at NFE 2 against 2-RF's {f(rf2['Euler NFE 1'])} and "
+            f"{f(rf2.get('Euler NFE 2'))} on the same pairs (2-RF starts from the teacher, LMM from scratch)."
+        )
+    return out
+
+
 def section_lmm(data: dict, quick: bool, out: list[str]) -> None:
     if "lmm" not in data:
         return
@@ -580,24 +629,18 @@ def section_lmm(data: dict, quick: bool, out: list[str]) -> None:
         '`benchmarks/lmm.py` reproduces "Generative Lines Matching Models" at CPU scale: its App. A.2 bound on the '
         "similarity of batch-OT pairs, its Table 1 toy (N(0, I_128) to two Gaussians: straightness in both "
         "readings of its formula, and the samples' W2 to the target), and the teacher -> Heun pairs -> LMM pipeline "
-        "on the digits (L2; LPIPS-VGG and LPIPS then the adversarial stage where they were run, `--variants`). "
+        "on the digits (L2; LPIPS-VGG and LPIPS then the adversarial stage where they were run, `--variants`; and, "
+        "unless `--one_teacher`, a second teacher: I-CFM's midpoint pairs, with 2-RF and LMM trained on them). "
         "The paper column of the toy table is its Table 1 as printed (its straightness formula and normalisation "
         "are ambiguous, so compare rankings, not values).\n"
     )
     out.append(provenance(record, "lmm", quick) + "\n")
     out.extend(titled_tables(record))
     rows = {r["model"]: r for t in record["tables"] if t["name"] == "lmm_digits" for r in t["rows"]}
-    l2, lpips = rows.get("LMM, L2 (mean squared error)"), rows.get("LMM, LPIPS-VGG (16x16)")
-    if l2 and lpips and l2.get("lmm:0") is not None and lpips.get("lmm:0") is not None:
-        better = lpips["lmm:0"] < l2["lmm:0"]
-        steps = {k: v.get("training.num_steps") for k, v in record["settings"].get("digits", {}).items()}
-        out.append(
-            f"The paper's claim that the perceptual loss beats L2: at NFE 1 the LPIPS student scores FD-digits "
-            f"{lpips['lmm:0']:.2f} against L2's {l2['lmm:0']:.2f}, so it is "
-            f"{'reproduced' if better else 'not reproduced'} here (an untested guess why: LPIPS-VGG sees the 8x8 "
-            "digits upsampled to 16x16, far from the natural images its weights were fitted to; steps: L2 "
-            f"{steps.get('l2')}, LPIPS {steps.get('lpips')}).\n"
-        )
+    steps = {k: v.get("training.num_steps") for k, v in record["settings"].get("digits", {}).items()}
+    claims = lmm_claims(rows, steps)
+    if claims:
+        out.append("The paper's digits claims, read from the table: " + " ".join(claims) + "\n")
     digits = tables_of(data["digits"]) if "digits" in data else []
     loom = [r for t in digits for r in t["rows"] if str(r.get("coupling", "")).startswith("LOOM")]
     if loom and any(t["name"] == "lmm_digits" for t in record["tables"]):
@@ -607,6 +650,57 @@ def section_lmm(data: dict, quick: bool, out: list[str]) -> None:
             f"unconditional): FD-digits {common.format_cell(r.get('FD NFE 1'), '.2f')} at Euler NFE 1 and "
             f"{common.format_cell(r.get('FD NFE 2'), '.2f')} at NFE 2.\n"
         )
+
+
+def curvature_claims(record: dict) -> list[str]:
+    """Sentences on the curvature paper's claims from the toy and digits tables (encoder rows in order of beta,
+    the independent coupling as beta = infinity) and the distillation table."""
+    f = lambda v: common.format_cell(v, ".3g")
+    out = []
+    for name, what, few, many in (
+        ("curvature_toy", "toy", "W2 Euler 1", "W2 Euler 128"),
+        ("curvature_digits", "digits", "FD Euler 1", "FD Heun 9"),
+    ):
+        table = next((t for t in record["tables"] if t["name"] == name), None)
+        if table is None:
+            continue
+        beta = lambda r: float(r["coupling"].split("= ")[1]) if "beta" in r["coupling"] else math.inf
+        rows = sorted(
+            (r for r in table["rows"] if "beta" in r["coupling"] or r["coupling"].startswith("independent")), key=beta
+        )
+        if len(rows) < 3:
+            continue
+        labels = ", ".join("inf" if beta(r) == math.inf else f"{beta(r):g}" for r in rows)
+        curv = [r["curvature"] for r in rows]
+        falls = all(a <= b for a, b in zip(curv, curv[1:]))
+        best_few = min(rows, key=lambda r: r[few])
+        best_many = min(rows, key=lambda r: r[many])
+        out.append(
+            f"On the {what}, beta = {labels}: curvature {', '.join(f(c) for c in curv)}, "
+            f"{'falling as beta falls, at every step' if falls else 'not monotone in beta'}; {few} best at "
+            f"{best_few['coupling']} ({f(best_few[few])}, independent {f(rows[-1][few])}); {many} best at "
+            f"{best_many['coupling']} ({f(best_many[many])}), "
+            + (
+                f"the smallest beta's {f(rows[0][many])}: consistent with too small a beta costing quality."
+                if best_many is not rows[0]
+                else "the smallest beta tried is not yet too small here."
+            )
+        )
+    distill = next((t for t in record["tables"] if t["name"] == "curvature_distill"), None)
+    if distill:
+        rows = {r["teacher"]: r for r in distill["rows"]}
+        ind = next((r for k, r in rows.items() if k.startswith("independent")), None)
+        enc = rows.get("encoder, beta = 10")
+        if ind and enc:
+            lower = enc["distillation error"] < ind["distillation error"]
+            better = enc["student FD NFE 1"] < ind["student FD NFE 1"]
+            out.append(
+                f"Distillation: the beta = 10 teacher's error {f(enc['distillation error'])} against the independent "
+                f"teacher's {f(ind['distillation error'])} ({'lower' if lower else 'not lower'}), its one-step "
+                f"student's FD {f(enc['student FD NFE 1'])} against {f(ind['student FD NFE 1'])} "
+                f"({'better' if better else 'not better'})."
+            )
+    return out
 
 
 def section_curvature(data: dict, quick: bool, out: list[str]) -> None:
@@ -629,6 +723,9 @@ def section_curvature(data: dict, quick: bool, out: list[str]) -> None:
     )
     out.append(provenance(record, "curvature", quick) + "\n")
     out.extend(titled_tables(record))
+    claims = curvature_claims(record)
+    if claims:
+        out.append("The paper's claims, read from these tables: " + " ".join(claims) + "\n")
 
 
 def section_rectify(data: dict, quick: bool, out: list[str]) -> None:
