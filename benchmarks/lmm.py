@@ -23,8 +23,9 @@
   adversarial stage (discriminator on VGG16 features at 16x16, real digits); FD-digits at the paper's step
   schedules (NFE 1-4), beside the teacher at Heun NFE 35. The claims: LMM at NFE 1-2 near or better than its
   teacher; perceptual better than L2; the adversarial stage better than lines only. Unless ``--one_teacher``, a
-  second teacher (any flowjax model's pairs define lines): I-CFM on the digits with midpoint pairs (NFE 32),
-  beside 2-RF on the same pairs at Euler NFE 1 and 2.
+  second teacher (any flowjax model's pairs define lines): I-CFM on the digits with midpoint pairs (NFE 32), and
+  LMM (L2) trained on them from scratch for ``--scratch_steps`` (no denoiser to start from), beside 2-RF on the
+  same pairs (from the teacher, ``--digits_steps``) at Euler NFE 1 and 2.
 
 Runs are kept in WORKDIR and resumed, not redone. The tables also go to a JSON file (`--out`, benchmarks/common.py).
 """
@@ -217,6 +218,7 @@ def digits_table(
     second_teacher: bool = True,
     adversarial_steps: int = 100,
     variants: tuple[str, ...] = tuple(k for k, _, _ in DIGITS_VARIANTS),
+    scratch_steps: int = 4000,
 ) -> tuple[dict, dict]:
     """The digits pipeline: EDM teacher -> Heun pairs -> LMM with three losses (see the module docstring)."""
     teacher_dir = os.path.join(workdir, "digits", "teacher")
@@ -264,7 +266,7 @@ def digits_table(
         )
         print(row, flush=True)
     if second_teacher:
-        rows += flow_teacher_rows(workdir, steps, settings)
+        rows += flow_teacher_rows(workdir, steps, settings, scratch_steps)
     cols = ["model", "teacher (Heun 35)", "teacher (midpoint 32)", "Euler NFE 1", "Euler NFE 2"]
     cols += [f"lmm:{s}" for s in ("0", "0,1", "0,1,2", "0,3,5", "0,1,3,5")] + ["lmm_euler:0,1"]
     title = (
@@ -275,10 +277,11 @@ def digits_table(
     return common.table("lmm_digits", title, cols, rows, {c: ".2f" for c in cols[1:]}), settings
 
 
-def flow_teacher_rows(workdir: str, steps: int | None, settings: dict) -> list[dict]:
+def flow_teacher_rows(workdir: str, steps: int | None, settings: dict, scratch_steps: int) -> list[dict]:
     """A second teacher: I-CFM on the digits (configs/icfm_digits.py, unconditional), its midpoint pairs (NFE 32),
     2-RF on them (flow matching, from the teacher), and LMM on the same pairs (L2; unconditional, so trained from
-    scratch: the EDM teacher's conditional network does not fit, and a velocity network is no denoiser)."""
+    scratch, for ``scratch_steps``: the EDM teacher's conditional network does not fit, and a velocity network
+    is no denoiser)."""
     teacher_dir = os.path.join(workdir, "digits", "icfm_teacher")
     teacher = common.load_config("icfm_digits")
     teacher.pairs.solver, teacher.pairs.nfe, teacher.pairs.num_pairs = "midpoint", 32, 10_000
@@ -312,8 +315,7 @@ def flow_teacher_rows(workdir: str, steps: int | None, settings: dict) -> list[d
     )
     lines = common.load_config("lmm_digits")
     lines.data.data_dir, lines.model.num_classes, lines.lmm.from_teacher = pairs_dir, 0, False
-    if steps:
-        lines.training.num_steps = steps
+    lines.training.num_steps = scratch_steps  # not the fine-tuning steps: it learns the data as well as the lines
     lines_dir = os.path.join(workdir, "digits", "icfm_lmm_l2")
     run(lines, lines_dir, "lmm_digits (I-CFM teacher)")
     row = {"model": "LMM, L2, on its pairs (from scratch)"}
@@ -342,6 +344,9 @@ def main():
     parser.add_argument("--digits_steps", type=int, default=None, help="LMM digits steps (default: the config's)")
     parser.add_argument("--one_teacher", action="store_true", help="digits: the EDM teacher only (no I-CFM teacher)")
     parser.add_argument("--adversarial_steps", type=int, default=100, help="digits: stage-2 steps after LPIPS")
+    parser.add_argument(
+        "--scratch_steps", type=int, default=4000, help="digits: steps of the LMM trained from scratch on I-CFM's pairs"
+    )
     parser.add_argument("--variants", default="l2,lpips,lpips_adv", help="digits: the LMM losses to train")
     common.add_out_argument(parser, "lmm")
     args = parser.parse_args()
@@ -354,7 +359,12 @@ def main():
         tables.append(table)
     if "digits" in tasks:
         table, settings["digits"] = digits_table(
-            args.workdir, args.digits_steps, not args.one_teacher, args.adversarial_steps, args.variants.split(",")
+            args.workdir,
+            args.digits_steps,
+            not args.one_teacher,
+            args.adversarial_steps,
+            args.variants.split(","),
+            args.scratch_steps,
         )
         tables.append(table)
     for t in tables:

@@ -611,11 +611,14 @@ def lmm_claims(rows: dict, steps: dict) -> list[str]:
             f"at NFE 1 and from {f(lpips.get('lmm:0,1'))} to {f(adv.get('lmm:0,1'))} at NFE 2: " + verdict
         )
     rf2, lines = rows.get("2-RF on its pairs"), rows.get("LMM, L2, on its pairs (from scratch)")
+    icfm = rows.get("I-CFM teacher (1-RF)") or {}
     if rf2 and lines and None not in (rf2.get("Euler NFE 1"), lines.get("lmm:0")):
         out.append(
-            f"A second teacher (I-CFM, its midpoint pairs): LMM on its lines scores {f(lines['lmm:0'])} at NFE 1 and "
+            f"A second teacher (I-CFM, its midpoint pairs; {f(icfm.get('teacher (midpoint 32)'))} at midpoint NFE 32): "
+            f"LMM on its lines scores {f(lines['lmm:0'])} at NFE 1 and "
             f"{f(lines.get('lmm:0,1'))} at NFE 2 against 2-RF's {f(rf2['Euler NFE 1'])} and "
-            f"{f(rf2.get('Euler NFE 2'))} on the same pairs (2-RF starts from the teacher, LMM from scratch)."
+            f"{f(rf2.get('Euler NFE 2'))} on the same pairs (2-RF fine-tunes the teacher for {steps.get('icfm_rf2')} "
+            f"steps, LMM trains from scratch for {steps.get('icfm_lmm')})."
         )
     return out
 
