@@ -345,7 +345,7 @@ def test_image_fid_of_two_processes_is_the_fid_of_one(tmp_path, monkeypatch):
     monkeypatch.setattr(evaluate_fid.inception, "check_inception_file", lambda path: None)
     one = case.run(case.make_config(root), tmp_path / "one", case.make_features(0))
     _wait(procs, tmp_path)
-    rows = [json.load(open(tmp_path / f"rows.{i}.json")) for i in range(2)]
+    rows = [json.loads((tmp_path / f"rows.{i}.json").read_text()) for i in range(2)]
     assert rows[0] == rows[1]  # every process returns the combined rows
     config, features = case.make_config(root), case.make_features(0)
     reference = case.reference_stats(config, features)
