@@ -600,11 +600,15 @@ def lmm_claims(rows: dict, steps: dict) -> list[str]:
             f"LPIPS {steps.get('lpips')}."
         )
     if lpips and adv and None not in (lpips.get("lmm:0"), adv.get("lmm:0")):
-        better = [k for k in ("lmm:0", "lmm:0,1") if adv.get(k) is not None and adv[k] < lpips.get(k, float("inf"))]
-        nfe = {"lmm:0": 1, "lmm:0,1": 2}
-        verdict = {0: "not reproduced.", 2: "reproduced at both."}.get(
-            len(better), f"reproduced at NFE {nfe[better[0]]} only." if better else ""
-        )
+        better = [
+            n for n, k in ((1, "lmm:0"), (2, "lmm:0,1")) if None not in (adv.get(k), lpips.get(k)) and adv[k] < lpips[k]
+        ]
+        if len(better) == 2:
+            verdict = "reproduced at both."
+        elif better:
+            verdict = f"reproduced at NFE {better[0]} only."
+        else:
+            verdict = "not reproduced."
         out.append(
             f"The adversarial stage better than lines only: {steps.get('lpips_adv')} adversarial steps after the "
             f"LPIPS student's {steps.get('lpips')} take its FD-digits from {f(lpips['lmm:0'])} to {f(adv['lmm:0'])} "

@@ -46,12 +46,16 @@ def make_batch_fn(
         )
     rows = None if jax.process_count() == 1 else stream.process_rows(size)  # one process: no slice to take
     mine = lambda a: a if rows is None else a[rows]
-    read_mine = lambda step: jax.tree.map(mine, global_batch(step))
-    if rows is not None and pools is None and dataset.rows_batch is not None:  # files: this share only
-        read_mine = lambda step: dataset.rows_batch(step, rows)
-    real_mine = None if real is None else lambda step: jax.tree.map(mine, real.global_batch(step))
-    if rows is not None and real is not None and real.rows_batch is not None:  # image files: this share only
-        real_mine = lambda step: real.rows_batch(step, rows)
+
+    def share_of(data: Dataset, whole: bool = False) -> Callable[[int], dict]:
+        """``step -> this process's rows of data's global batch``: read alone where the data are files (stored
+        pairs, images), unless ``whole`` (the batch is read whole anyway)."""
+        if rows is None or whole or data.rows_batch is None:
+            return lambda step: jax.tree.map(mine, data.global_batch(step))
+        return lambda step: data.rows_batch(step, rows)
+
+    read_mine = share_of(dataset, whole=pools is not None)  # the pools read the global batch (cached)
+    real_mine = None if real is None else share_of(real)
 
     def batch_fn(step: int) -> tuple[dict, dict]:
         batch, info = dict(read_mine(step)), {}
